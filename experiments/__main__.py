@@ -1,0 +1,105 @@
+"""Command line: ``python -m experiments list | run NAME``."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from experiments.base import PROFILES, REGISTRY, get_experiment
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """``"lr=0.01"`` → ``("lr", 0.01)``; values are Python literals, anything else a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--set expects key=value, got {text!r}.")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="experiments, their variants and the paper's numbers")
+    run = commands.add_parser("run", help="train and validate the variants of an experiment")
+    run.add_argument("name", help="experiment name, see `list`")
+    run.add_argument("--variant", action="append", help="run only this variant (repeatable)")
+    run.add_argument("--profile", default="small", choices=PROFILES, help="budget (default: small)")
+    run.add_argument("--runs-dir", default="runs", help="results store (default: ./runs)")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        type=parse_assignment,
+        metavar="KEY=VALUE",
+        help="override a recipe setting, e.g. --set max_epochs=2",
+    )
+    return parser
+
+
+def list_experiments() -> None:
+    import experiments.catalog  # noqa: F401
+
+    for name in sorted(REGISTRY):
+        experiment = REGISTRY[name]()
+        print(f"{name}: {experiment.paper}, {experiment.table} (profiles: {', '.join(experiment.recipes)})")
+        for variant in experiment.variants():
+            numbers = (
+                ", ".join(f"{n.metric} {n.value} [{n.source}]" for n in variant.paper) or "no paper number"
+            )
+            print(f"  - {variant.name}: {numbers}")
+
+
+def format_table(records: Sequence[dict[str, Any]]) -> str:
+    """A markdown table of the validation scores of finished runs."""
+    lines = [
+        "| experiment | variant | profile | val mIoU | val pixel acc | fit time (s) | hardware |",
+        "|---|---|---|---:|---:|---:|---|",
+    ]
+    for record in records:
+        metrics = record["metrics"]
+        lines.append(
+            f"| {record['experiment']} | {record['variant']} | {record['profile']} "
+            f"| {metrics.get('val/mIoU', float('nan')):.4f} | {metrics.get('val/pixel_acc', float('nan')):.4f} "
+            f"| {record['timings']['fit_seconds']:.0f} | {record['hardware']['device']} |"
+        )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> None:
+    from experiments.runner import run_variant
+
+    experiment = get_experiment(args.name)
+    variants = [experiment.variant(name) for name in args.variant] if args.variant else experiment.variants()
+    overrides = dict(args.overrides)
+    experiment.recipe(args.profile, overrides)
+    records = [
+        run_variant(experiment, variant, args.profile, args.runs_dir, overrides, args.seed)
+        for variant in variants
+    ]
+    print()
+    print(format_table(records))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            list_experiments()
+        elif args.command == "run":
+            run(args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Experiment, Variant and the registry: a paper table as a Python class.
+
+An :class:`Experiment` names a paper and one of its tables or figures, builds the DataModule and
+the LightningModule of each :class:`Variant` (a row of the table: constructor arguments plus the
+paper's published numbers), and holds one recipe per profile:
+
+- ``smoke``: synthetic data and a tiny backbone, seconds on a CPU (what the tests run);
+- ``small``: real CamVid or a reduced recipe, minutes;
+- ``paper``: the paper's recipe, resolution and schedule.
+"""
+
+from __future__ import annotations
+
+import difflib
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import lightning as L
+
+PROFILES = ("smoke", "small", "paper")
+
+
+@dataclass(frozen=True)
+class PaperNumber:
+    """A published figure: ``metric`` (e.g. ``"mIoU"``), its value and where it is printed."""
+
+    metric: str
+    value: float
+    source: str
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A row of a paper table: its name, constructor arguments and published numbers."""
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    paper: tuple[PaperNumber, ...] = ()
+
+
+class Experiment(ABC):
+    """A paper table or figure that can be reproduced with one command.
+
+    Subclasses set the class attributes, list their variants and build data and model from a
+    recipe: a plain dict of settings per profile, which ``--set key=value`` overrides.
+    """
+
+    name: ClassVar[str]
+    paper: ClassVar[str]
+    table: ClassVar[str]
+    description: ClassVar[str] = ""
+    recipes: ClassVar[Mapping[str, Mapping[str, Any]]]
+
+    @abstractmethod
+    def variants(self) -> list[Variant]:
+        """The rows of the table, in the paper's order."""
+
+    @abstractmethod
+    def build_datamodule(self, recipe: Mapping[str, Any]) -> L.LightningDataModule:
+        """The DataModule a run trains and validates on."""
+
+    @abstractmethod
+    def build_module(
+        self, variant: Variant, recipe: Mapping[str, Any], datamodule: L.LightningDataModule
+    ) -> L.LightningModule:
+        """The LightningModule of one variant."""
+
+    def trainer_kwargs(self, recipe: Mapping[str, Any]) -> dict[str, Any]:
+        """Arguments of ``lightning.Trainer`` taken from the recipe."""
+        keys = ("max_epochs", "max_steps", "precision", "accelerator", "devices", "check_val_every_n_epoch")
+        return {key: recipe[key] for key in keys if key in recipe}
+
+    def recipe(self, profile: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The settings of ``profile`` with ``overrides`` applied; unknown keys are an error."""
+        if profile not in PROFILES:
+            raise ValueError(f"Unknown profile {profile!r}: expected one of {', '.join(PROFILES)}.")
+        if profile not in self.recipes:
+            raise ValueError(
+                f"Experiment {self.name!r} has no {profile!r} profile; it has {', '.join(self.recipes)}."
+            )
+        recipe = {**self.recipes[profile], "profile": profile}
+        for key, value in (overrides or {}).items():
+            if key not in recipe:
+                raise ValueError(
+                    f"--set {key}=...: the {profile!r} recipe of {self.name!r} has no key {key!r}"
+                    f"{did_you_mean(key, recipe)}. Its keys: {', '.join(sorted(recipe))}."
+                )
+            recipe[key] = value
+        return recipe
+
+    def variant(self, name: str) -> Variant:
+        variants = {variant.name: variant for variant in self.variants()}
+        if name not in variants:
+            raise ValueError(
+                f"Experiment {self.name!r} has no variant {name!r}{did_you_mean(name, variants)}. "
+                f"Its variants: {', '.join(variants)}."
+            )
+        return variants[name]
+
+
+REGISTRY: dict[str, type[Experiment]] = {}
+
+
+def register(cls: type[Experiment]) -> type[Experiment]:
+    """Class decorator adding an Experiment to the registry under its ``name``."""
+    if cls.name in REGISTRY:
+        raise ValueError(f"Two experiments are named {cls.name!r}: {REGISTRY[cls.name]} and {cls}.")
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def did_you_mean(name: str, choices: Any) -> str:
+    """``" (did you mean 'x'?)"`` for the closest of ``choices``, or an empty string."""
+    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+
+
+def get_experiment(name: str) -> Experiment:
+    """Instantiate the registered experiment ``name``, with a "did you mean" on a typo."""
+    import experiments.catalog  # noqa: F401  (registers every experiment)
+
+    if name not in REGISTRY:
+        raise ValueError(
+            f"Unknown experiment {name!r}{did_you_mean(name, REGISTRY)}. "
+            f"Known experiments: {', '.join(sorted(REGISTRY))}."
+        )
+    return REGISTRY[name]()

@@ -1,0 +1,3 @@
+"""Imports every experiment module so that each registers itself."""
+
+from experiments import quickstart  # noqa: F401

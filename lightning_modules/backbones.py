@@ -1,0 +1,129 @@
+"""timm CNNs as dilated feature extractors for the segmentation heads.
+
+Every paper in this codebase (DANet Sec. 4.2, SANet Sec. 4.1, the FCN baselines) uses an
+ImageNet ResNet whose last two stages trade stride for dilation, so that the deepest features
+sit at 1/8 of the input ("output stride 8"). timm builds exactly that with
+``features_only=True, output_stride=8``; this module adds the checks and the error messages.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+VALID_OUTPUT_STRIDES = (8, 16, 32)
+
+
+class PretrainedWeightsError(RuntimeError):
+    """The ImageNet weights of a backbone could not be fetched or loaded."""
+
+
+def check_backbone_name(name: str) -> None:
+    """Raise a ``ValueError`` with close matches when timm does not know ``name``."""
+    if timm.is_model(name):
+        return
+    close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
+    hint = f" Did you mean: {', '.join(close)}?" if close else " See timm.list_models() for the names."
+    raise ValueError(f"Unknown backbone {name!r}: timm has no model of that name.{hint}")
+
+
+def _pretrained_kwargs(pretrained: bool, pretrained_path: str | os.PathLike | None) -> dict:
+    if pretrained_path is None:
+        return {"pretrained": pretrained}
+    path = Path(pretrained_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained_path {str(path)!r} does not exist or is not a file.")
+    # timm's own loader reads a local .pth / .safetensors file named in the pretrained config and
+    # adapts it to features_only models (it drops the classifier), so no hand-written loading here.
+    return {"pretrained": True, "pretrained_cfg_overlay": {"file": str(path)}}
+
+
+def hub_weights_error(name: str, err: BaseException) -> PretrainedWeightsError:
+    """The error raised when timm's hub weights of ``name`` cannot be fetched (no network)."""
+    return PretrainedWeightsError(
+        f"The ImageNet weights of {name!r} could not be fetched from the Hugging Face hub "
+        f"({type(err).__name__}: {err}). Without network access, save the weights on a machine that has "
+        f"it (torch.save(timm.create_model({name!r}, pretrained=True).state_dict(), 'weights.pth')) and "
+        "pass pretrained_path='weights.pth', or use pretrained=False."
+    )
+
+
+class Backbone(nn.Module):
+    """A timm CNN returning the feature maps of chosen stages.
+
+    Args:
+        name: any timm model that supports ``features_only`` (ResNets, EfficientNets, ...).
+        output_stride: 8, 16 or 32; below 32 the last stages are dilated instead of strided.
+        out_indices: which stages to return; for ResNets 0 is the stem (stride 2) and 1..4 are
+            ``layer1``..``layer4`` (strides 4, 8, 16, 32 before dilation).
+        pretrained: load timm's ImageNet weights (needs network access to the Hugging Face hub).
+        pretrained_path: a local ``.pth`` / ``.safetensors`` file of the same timm model, for
+            machines without network access.
+        in_chans: number of input channels.
+        channels_last: keep weights and activations in NHWC memory format (faster convolutions
+            with cuDNN and bf16).
+
+    Shapes:
+        input ``(B, in_chans, H, W)`` → list of ``(B, channels[i], H / reductions[i], W / reductions[i])``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        output_stride: int = 8,
+        out_indices: Sequence[int] = (1, 2, 3, 4),
+        pretrained: bool = False,
+        pretrained_path: str | os.PathLike | None = None,
+        in_chans: int = 3,
+        channels_last: bool = False,
+        **timm_kwargs,
+    ) -> None:
+        super().__init__()
+        check_backbone_name(name)
+        if output_stride not in VALID_OUTPUT_STRIDES:
+            raise ValueError(f"output_stride must be one of {VALID_OUTPUT_STRIDES}, got {output_stride}.")
+        kwargs = dict(features_only=True, out_indices=tuple(out_indices), in_chans=in_chans, **timm_kwargs)
+        if output_stride != 32:
+            kwargs["output_stride"] = output_stride
+        kwargs.update(_pretrained_kwargs(pretrained, pretrained_path))
+        self.name = name
+        self.in_chans = in_chans
+        self.output_stride = output_stride
+        self.channels_last = channels_last
+        self.body = self._create(name, kwargs, pretrained_path)
+        self.channels: list[int] = list(self.body.feature_info.channels())
+        self.reductions: list[int] = list(self.body.feature_info.reduction())
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    @staticmethod
+    def _create(name: str, kwargs: dict, pretrained_path) -> nn.Module:
+        try:
+            return timm.create_model(name, **kwargs)
+        except TypeError as err:
+            if "output_stride" in str(err) or "features_only" in str(err):
+                raise ValueError(
+                    f"Backbone {name!r} cannot be used as a dilated feature extractor "
+                    f"(output_stride={kwargs.get('output_stride', 32)}): {err}. Use a CNN such as "
+                    "a ResNet or an EfficientNet."
+                ) from err
+            raise
+        except (OSError, RuntimeError, ValueError) as err:
+            if not kwargs.get("pretrained"):
+                raise
+            if pretrained_path is not None:
+                raise PretrainedWeightsError(
+                    f"Could not load the weights file {str(pretrained_path)!r} into timm model {name!r}: {err}"
+                ) from err
+            raise hub_weights_error(name, err) from err
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.body(x)

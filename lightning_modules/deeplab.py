@@ -1,0 +1,64 @@
+"""DeepLabV3+ baseline from segmentation_models_pytorch on a timm (``tu-``) encoder."""
+
+from __future__ import annotations
+
+import segmentation_models_pytorch as smp
+import torch
+from torch import nn
+
+from lightning_modules.backbones import check_backbone_name, hub_weights_error
+from lightning_modules.network import SegmentationNetwork
+
+
+class DeepLabV3Plus(SegmentationNetwork):
+    """DeepLabV3+ (Chen et al., ECCV 2018): ASPP on the deepest features + a stride-4 decoder.
+
+    Args:
+        num_classes: number of output classes K.
+        backbone: timm model name, used through smp's ``tu-`` universal encoder.
+        output_stride: 8 or 16 (the DeepLabV3+ paper trains at 16).
+        pretrained: timm's ImageNet weights (needs network access).
+
+    Shapes: ``(B, in_chans, H, W)`` with H, W divisible by the encoder's stride →
+    ``{"out": (B, K, H, W)}``.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        backbone: str = "resnet50",
+        output_stride: int = 16,
+        pretrained: bool = False,
+        in_chans: int = 3,
+        decoder_channels: int = 256,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__(num_classes, in_chans)
+        check_backbone_name(backbone)
+        if output_stride not in (8, 16):
+            raise ValueError(f"DeepLabV3+ supports output_stride 8 or 16, got {output_stride}.")
+        try:
+            self.model = smp.DeepLabV3Plus(
+                encoder_name=f"tu-{backbone}",
+                encoder_weights="imagenet" if pretrained else None,
+                encoder_output_stride=output_stride,
+                decoder_channels=decoder_channels,
+                in_channels=in_chans,
+                classes=num_classes,
+            )
+        except (OSError, RuntimeError, ValueError) as err:
+            if not pretrained:
+                raise
+            raise hub_weights_error(backbone, err) from err
+        self.channels_last = channels_last
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    @property
+    def backbone(self) -> nn.Module:
+        return self.model.encoder
+
+    def forward_outputs(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return {"out": self.model(images)}

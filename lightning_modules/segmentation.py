@@ -1,0 +1,200 @@
+"""SegmentationModule: the LightningModule every segmentation paper builds on.
+
+It holds the training logic shared by FCN, DeepLabV3+, DANet, SANet and Gated-SCNN: one weighted
+cross-entropy per network output, SGD with a poly schedule and a 10× head learning rate, and the
+dataset-level scores. A paper subclasses it only to add its own loss terms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lightning_modules.inference import predict
+from lightning_modules.metrics import SegmentationScores
+from lightning_modules.network import check_outputs
+
+
+def check_targets(target: torch.Tensor, num_classes: int, ignore_index: int) -> None:
+    """Raise a ``ValueError`` unless ``target`` holds class ids in ``[0, num_classes)`` or ``ignore_index``."""
+    if target.is_floating_point() or target.dtype == torch.bool:
+        raise ValueError(f"labels must be an integer tensor (int64 class ids), got dtype {target.dtype}.")
+    invalid = ((target < 0) | (target >= num_classes)) & (target != ignore_index)
+    if invalid.any():
+        bad = torch.unique(target[invalid]).tolist()[:10]
+        raise ValueError(
+            f"labels contain values {bad} outside the valid range: expected class ids 0..{num_classes - 1} "
+            f"or {ignore_index} (ignored). Check the dataset's label encoding and num_classes={num_classes}."
+        )
+
+
+class SegmentationModule(L.LightningModule):
+    """Training, validation, test and prediction of a segmentation network.
+
+    Args:
+        network: an ``nn.Module`` mapping ``(B, C, H, W)`` images to ``{"out": (B, K, H, W), ...}``
+            logits; if it has a ``backbone`` submodule, that part gets the backbone learning rate.
+        num_classes: K.
+        loss_weights: cross-entropy weight of each output key, e.g. ``{"out": 1.0, "aux": 0.2}``;
+            keys the network does not return raise an error, outputs without a weight get no loss.
+        lr: backbone learning rate; the head trains at ``lr * head_lr_mult``.
+        momentum, weight_decay: SGD settings (0.9, 1e-4 in DANet / SANet).
+        poly_power: exponent of the poly schedule ``lr · (1 - step / total_steps) ** power``.
+        ignore_index: label value excluded from losses and scores.
+        class_names: names used in per-class logs (``val/IoU/<name>``).
+        eval_mode, eval_kwargs: how validation and test predict: ``"single"``, ``"multiscale"``
+            or ``"sliding"``, with the arguments of :func:`lightning_modules.inference.predict`.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        num_classes: int,
+        loss_weights: Mapping[str, float] | None = None,
+        lr: float = 0.01,
+        head_lr_mult: float = 10.0,
+        momentum: float = 0.9,
+        weight_decay: float = 1e-4,
+        poly_power: float = 0.9,
+        ignore_index: int = 255,
+        class_names: Sequence[str] | None = None,
+        eval_mode: str = "single",
+        eval_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["network"])
+        self.network = network
+        self.num_classes = num_classes
+        self.loss_weights = dict(loss_weights or {"out": 1.0})
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"class_names has {len(class_names)} names but num_classes={num_classes}.")
+        self.class_names = (
+            list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
+        )
+        self.ignore_index = ignore_index
+        self.eval_mode = eval_mode
+        self.eval_kwargs = dict(eval_kwargs or {})
+        self.val_scores = SegmentationScores(num_classes, ignore_index=ignore_index, validate_args=False)
+        self.test_scores = SegmentationScores(num_classes, ignore_index=ignore_index, validate_args=False)
+        self.last_scores: dict[str, dict[str, Any]] = {}
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.network(images)
+
+    def compute_losses(
+        self, outputs: Mapping[str, torch.Tensor], target: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Weighted cross-entropy per output key; ``"loss"`` is their sum. Subclasses add terms."""
+        missing = [key for key in self.loss_weights if key not in outputs]
+        if missing:
+            raise ValueError(
+                f"loss_weights name outputs {missing} that the network does not return (it returns {sorted(outputs)})."
+            )
+        losses = {
+            f"loss_{key}": weight * F.cross_entropy(outputs[key], target, ignore_index=self.ignore_index)
+            for key, weight in self.loss_weights.items()
+            if weight != 0
+        }
+        losses["loss"] = torch.stack(list(losses.values())).sum()
+        return losses
+
+    def _shared_step(
+        self, batch: Sequence[torch.Tensor]
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        images, target = batch[0], batch[1]
+        check_targets(target, self.num_classes, self.ignore_index)
+        outputs = check_outputs(self.network(images), target.shape[0], target.shape[-2:])
+        losses = self.compute_losses(outputs, target)
+        return outputs, losses
+
+    def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
+        _, losses = self._shared_step(batch)
+        if not torch.isfinite(losses["loss"]):
+            terms = {key: float(value) for key, value in losses.items()}
+            raise FloatingPointError(
+                f"the training loss is not finite at step {self.global_step}: {terms}. "
+                "Lower the learning rate, or check the images for NaN / Inf values."
+            )
+        batch_size = batch[0].shape[0]
+        for key, value in losses.items():
+            self.log(f"train/{key}", value, prog_bar=key == "loss", batch_size=batch_size)
+        return losses["loss"]
+
+    def _evaluate(self, batch: Sequence[torch.Tensor], stage: str, scores: SegmentationScores) -> None:
+        outputs, losses = self._shared_step(batch)
+        if self.eval_mode == "single":
+            logits = outputs["out"]
+        else:
+            logits = predict(self.network, batch[0], mode=self.eval_mode, **self.eval_kwargs)
+        scores.update(logits.argmax(dim=1), batch[1])
+        self.log(f"{stage}/loss", losses["loss"], batch_size=batch[0].shape[0], sync_dist=True)
+
+    def _log_scores(self, stage: str, scores: SegmentationScores) -> None:
+        result = scores.compute()
+        scores.reset()
+        self.log(f"{stage}/mIoU", result["mIoU"].float(), prog_bar=True)
+        self.log(f"{stage}/pixel_acc", result["pixel_acc"].float())
+        self.log(f"{stage}/mean_class_acc", result["mean_class_acc"].float())
+        per_class = dict(zip(self.class_names, result["iou"].tolist(), strict=True))
+        for name, value in per_class.items():
+            self.log(f"{stage}/IoU/{name}", value)
+        self.last_scores[stage] = {
+            "mIoU": float(result["mIoU"]),
+            "pixel_acc": float(result["pixel_acc"]),
+            "mean_class_acc": float(result["mean_class_acc"]),
+            "iou_per_class": per_class,
+        }
+
+    def validation_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val", self.val_scores)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_scores("val", self.val_scores)
+
+    def test_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test", self.test_scores)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_scores("test", self.test_scores)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        """Class ids ``(B, H, W)`` for a batch of images, or of ``(images, labels)`` pairs."""
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return predict(self.network, images, mode=self.eval_mode, **self.eval_kwargs).argmax(dim=1)
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Backbone parameters at ``lr``, everything else at ``lr * head_lr_mult``."""
+        backbone = getattr(self.network, "backbone", None)
+        backbone_ids = {id(p) for p in backbone.parameters()} if isinstance(backbone, nn.Module) else set()
+        params = [p for p in self.network.parameters() if p.requires_grad]
+        groups = [
+            {
+                "params": [p for p in params if id(p) in backbone_ids],
+                "lr": self.hparams.lr,
+                "name": "backbone",
+            },
+            {
+                "params": [p for p in params if id(p) not in backbone_ids],
+                "lr": self.hparams.lr * self.hparams.head_lr_mult,
+                "name": "head",
+            },
+        ]
+        return [group for group in groups if group["params"]]
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = torch.optim.SGD(
+            self.parameter_groups(),
+            lr=self.hparams.lr,
+            momentum=self.hparams.momentum,
+            weight_decay=self.hparams.weight_decay,
+        )
+        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = torch.optim.lr_scheduler.PolynomialLR(
+            optimizer, total_iters=total_steps, power=self.hparams.poly_power
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,354 @@
+"""Value tests of the evaluation protocols against references written independently here."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lightning_modules.inference import (
+    DEFAULT_SCALES,
+    predict,
+    predict_logits,
+    predict_multiscale,
+    predict_sliding,
+)
+
+NUM_CLASSES = 4
+
+
+class DictNet(nn.Module):
+    """Wraps a module into the segmentation contract: ``{"out": logits, "aux": ...}``."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        logits = self.body(images)
+        return {"out": logits, "aux": logits.detach() * 0}
+
+
+class ConstantNet(nn.Module):
+    """Returns logits equal to one everywhere, whatever the input."""
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        batch, _, height, width = images.shape
+        return {"out": images.new_ones(batch, NUM_CLASSES, height, width)}
+
+
+class RecordingNet(DictNet):
+    """Records the spatial size of every input it sees."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__(body)
+        self.sizes: list[tuple[int, int]] = []
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        self.sizes.append(tuple(images.shape[-2:]))
+        return super().forward(images)
+
+
+def make_net(kernel_size: int, seed: int = 0) -> DictNet:
+    torch.manual_seed(seed)
+    return DictNet(nn.Conv2d(3, NUM_CLASSES, kernel_size, padding=kernel_size // 2)).eval()
+
+
+def make_images(height: int, width: int, batch: int = 2, seed: int = 1) -> Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 3, height, width, generator=generator)
+
+
+@pytest.fixture
+def conv3() -> DictNet:
+    return make_net(3)
+
+
+@pytest.fixture
+def pointwise() -> DictNet:
+    return make_net(1)
+
+
+def reference_sliding(
+    net: nn.Module, images: Tensor, window: int, starts_h: list[int], starts_w: list[int]
+) -> Tensor:
+    """Averages the logits of the given windows, with the window positions spelled out by the test."""
+    total = torch.zeros(images.shape[0], NUM_CLASSES, *images.shape[-2:])
+    count = torch.zeros(*images.shape[-2:])
+    for top in starts_h:
+        for left in starts_w:
+            crop = images[:, :, top : top + window, left : left + window]
+            total[:, :, top : top + window, left : left + window] += net(crop)["out"]
+            count[top : top + window, left : left + window] += 1
+    assert (count > 0).all()
+    return total / count
+
+
+def reference_multiscale(
+    net: nn.Module, images: Tensor, scales: tuple[float, ...], flip: bool, softmax: bool
+) -> Tensor:
+    height, width = images.shape[-2:]
+    passes = []
+    for scale in scales:
+        scaled = F.interpolate(
+            images, size=(round(height * scale), round(width * scale)), mode="bilinear", align_corners=False
+        )
+        outputs = [net(scaled)["out"]]
+        if flip:
+            outputs.append(net(scaled.flip(-1))["out"].flip(-1))
+        for logits in outputs:
+            resized = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+            passes.append(resized.softmax(dim=1) if softmax else resized)
+    return torch.stack(passes).mean(dim=0)
+
+
+@torch.no_grad()
+def test_predict_logits_returns_out(conv3: DictNet) -> None:
+    images = make_images(20, 24)
+    logits = predict_logits(conv3, images)
+    assert logits.shape == (2, NUM_CLASSES, 20, 24)
+    torch.testing.assert_close(logits, conv3.body(images))
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("window", [(20, 24), (20, 30), (25, 24), 32])
+def test_sliding_with_window_covering_image_equals_single(
+    conv3: DictNet, window: int | tuple[int, int]
+) -> None:
+    # Zero-padding the bottom/right then cropping back is exact for this single zero-padded 3x3 conv, whose
+    # border pixels already see zeros; a deeper net would see its own nonzero features there, hence the
+    # pointwise test below for the general padding guarantee.
+    images = make_images(20, 24)
+    torch.testing.assert_close(
+        predict_sliding(conv3, images, window), predict_logits(conv3, images), atol=1e-6, rtol=0
+    )
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("window", [32, (40, 16), (8, 50)])
+def test_sliding_pads_image_smaller_than_window(pointwise: DictNet, window: int | tuple[int, int]) -> None:
+    # A pointwise (1x1 conv) net's logit at a pixel depends on that pixel only, so the zero padding added up
+    # to the window cannot leak into the cropped-back logits; a net with a larger receptive field (stacked
+    # 3x3 convs) would see the padded zeros near the bottom/right border and legitimately differ there.
+    images = make_images(20, 24)
+    net = RecordingNet(pointwise.body)
+    logits = predict_sliding(net, images, window)
+    assert logits.shape == (2, NUM_CLASSES, 20, 24)
+    torch.testing.assert_close(logits, predict_logits(pointwise, images), atol=1e-6, rtol=0)
+    window_hw = (window, window) if isinstance(window, int) else window
+    assert all(size == window_hw for size in net.sizes)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize(
+    ("size", "window", "stride"),
+    [
+        ((45, 47), 16, 10),
+        ((45, 47), 16, None),
+        ((32, 32), 8, 8),
+        ((33, 20), (10, 7), (3, 5)),
+        ((7, 50), 16, 1),
+    ],
+)
+def test_sliding_pointwise_equals_single(
+    pointwise: DictNet,
+    size: tuple[int, int],
+    window: int | tuple[int, int],
+    stride: int | tuple[int, int] | None,
+) -> None:
+    images = make_images(*size)
+    torch.testing.assert_close(
+        predict_sliding(pointwise, images, window, stride),
+        predict_logits(pointwise, images),
+        atol=1e-6,
+        rtol=0,
+    )
+
+
+@torch.no_grad()
+@pytest.mark.parametrize(
+    ("size", "window", "stride"), [((45, 47), 16, 10), ((45, 47), 16, None), ((9, 30), 4, 4)]
+)
+def test_sliding_covers_every_pixel(size: tuple[int, int], window: int, stride: int | None) -> None:
+    # Constant logits of 1: the average is 1 exactly where the count is positive and NaN where no window went.
+    logits = predict_sliding(ConstantNet(), make_images(*size), window, stride)
+    assert logits.shape == (2, NUM_CLASSES, *size)
+    assert torch.equal(logits, torch.ones_like(logits))
+
+
+@torch.no_grad()
+def test_sliding_window_positions_and_default_stride(pointwise: DictNet) -> None:
+    net = RecordingNet(pointwise.body)
+    predict_sliding(net, make_images(45, 47), 16, 10)
+    # rows start at 0, 10, 20, 29 and columns at 0, 10, 20, 30, 31: 4 * 5 windows, all of the window's size.
+    assert net.sizes == [(16, 16)] * 20
+    net.sizes.clear()
+    predict_sliding(net, make_images(45, 47), 15)
+    # default stride round(2 / 3 * 15) = 10: rows 0, 10, 20, 30 and columns 0, 10, 20, 30, 32.
+    assert len(net.sizes) == 4 * 5
+
+
+@torch.no_grad()
+def test_sliding_averages_overlapping_windows(conv3: DictNet) -> None:
+    # With a 3x3 conv each window's border logits differ from the whole image's, so this checks the averaging.
+    images = make_images(45, 47)
+    expected = reference_sliding(conv3, images, 16, [0, 10, 20, 29], [0, 10, 20, 30, 31])
+    actual = predict_sliding(conv3, images, 16, 10)
+    torch.testing.assert_close(actual, expected, atol=1e-6, rtol=0)
+    assert not torch.allclose(actual, predict_logits(conv3, images), atol=1e-3)
+
+
+@torch.no_grad()
+def test_multiscale_single_scale_without_flip_equals_single(conv3: DictNet) -> None:
+    images = make_images(20, 24)
+    logits = predict_logits(conv3, images)
+    probabilities = predict_multiscale(conv3, images, scales=(1.0,), flip=False)
+    torch.testing.assert_close(probabilities, logits.softmax(dim=1), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        predict_multiscale(conv3, images, scales=(1.0,), flip=False, combine="logits"),
+        logits,
+        atol=1e-6,
+        rtol=0,
+    )
+
+
+@torch.no_grad()
+def test_multiscale_flip_averages_flipped_pass(conv3: DictNet) -> None:
+    images = make_images(20, 24)
+    plain = conv3(images)["out"]
+    flipped = conv3(images.flip(-1))["out"].flip(-1)
+    assert not torch.allclose(plain, flipped, atol=1e-3), "the test net must not be flip-equivariant"
+    actual = predict_multiscale(conv3, images, scales=(1.0,), flip=True, combine="logits")
+    torch.testing.assert_close(actual, (plain + flipped) / 2, atol=1e-6, rtol=0)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("flip", [False, True])
+@pytest.mark.parametrize("combine", ["softmax", "logits"])
+def test_multiscale_two_scales_matches_reference(conv3: DictNet, flip: bool, combine: str) -> None:
+    images = make_images(21, 26)
+    scales = (0.5, 1.5)
+    expected = reference_multiscale(conv3, images, scales, flip, softmax=combine == "softmax")
+    actual = predict_multiscale(conv3, images, scales=scales, flip=flip, combine=combine)
+    assert actual.shape == (2, NUM_CLASSES, 21, 26)
+    torch.testing.assert_close(actual, expected, atol=1e-6, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_multiscale_default_scales_are_probabilities(conv3: DictNet) -> None:
+    images = make_images(16, 20)
+    probabilities = predict_multiscale(conv3, images)
+    expected = reference_multiscale(conv3, images, DEFAULT_SCALES, flip=True, softmax=True)
+    torch.testing.assert_close(probabilities, expected, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(probabilities.sum(dim=1), torch.ones(2, 16, 20))
+
+
+@torch.no_grad()
+def test_multiscale_with_sliding_window(pointwise: DictNet) -> None:
+    images = make_images(30, 34)
+    expected = predict_multiscale(pointwise, images, scales=(0.75, 1.25))
+    actual = predict_multiscale(pointwise, images, scales=(0.75, 1.25), window=12, stride=5)
+    torch.testing.assert_close(actual, expected, atol=1e-6, rtol=0)
+
+
+@torch.no_grad()
+def test_predict_dispatches(conv3: DictNet) -> None:
+    images = make_images(20, 24)
+    torch.testing.assert_close(predict(conv3, images), predict_logits(conv3, images))
+    torch.testing.assert_close(
+        predict(conv3, images, mode="sliding", window=12, stride=6), predict_sliding(conv3, images, 12, 6)
+    )
+    torch.testing.assert_close(
+        predict(conv3, images, mode="multiscale", scales=(0.5, 1.0), combine="logits"),
+        predict_multiscale(conv3, images, scales=(0.5, 1.0), combine="logits"),
+    )
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("mode", ["single", "sliding", "multiscale"])
+def test_keeps_dtype_and_training_mode(mode: str) -> None:
+    net = make_net(3).double().train()
+    kwargs = {"window": 8} if mode == "sliding" else {}
+    scores = predict(net, make_images(12, 14).double(), mode=mode, **kwargs)
+    assert scores.dtype == torch.float64
+    assert net.training
+
+
+def test_gradients_flow_when_enabled(conv3: DictNet) -> None:
+    scores = predict_multiscale(conv3, make_images(12, 14), scales=(0.5, 1.0), window=8)
+    scores.sum().backward()
+    assert conv3.body.weight.grad is not None
+
+
+class MissingOutNet(nn.Module):
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        return {"logits": images, "aux": images}
+
+
+class TensorNet(nn.Module):
+    def forward(self, images: Tensor) -> Tensor:
+        return images
+
+
+class DownsamplingNet(nn.Module):
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        return {"out": images[:, :, ::2, ::2]}
+
+
+def test_error_when_out_missing() -> None:
+    with pytest.raises(ValueError, match=r"no key 'out'.*keys found: \['aux', 'logits'\]"):
+        predict_logits(MissingOutNet(), make_images(8, 8))
+
+
+def test_error_when_output_not_dict() -> None:
+    with pytest.raises(ValueError, match="must return a dict"):
+        predict_logits(TensorNet(), make_images(8, 8))
+
+
+def test_error_when_out_not_at_input_resolution() -> None:
+    with pytest.raises(ValueError, match=r"\(2, K, 8, 8\).*got \(2, 3, 4, 4\)"):
+        predict_logits(DownsamplingNet(), make_images(8, 8))
+
+
+def test_error_on_bad_mode(conv3: DictNet) -> None:
+    with pytest.raises(ValueError, match=r"unknown inference mode 'tta'.*'single', 'multiscale', 'sliding'"):
+        predict(conv3, make_images(8, 8), mode="tta")
+
+
+def test_error_on_single_mode_kwargs(conv3: DictNet) -> None:
+    with pytest.raises(ValueError, match="takes no keyword arguments"):
+        predict(conv3, make_images(8, 8), window=4)
+
+
+@pytest.mark.parametrize("window", [0, -3, (8, 0), (8,), 2.5, True])
+def test_error_on_bad_window(conv3: DictNet, window: object) -> None:
+    with pytest.raises(ValueError, match="window"):
+        predict_sliding(conv3, make_images(8, 8), window)
+
+
+@pytest.mark.parametrize("stride", [0, (4, 0), 9])
+def test_error_on_bad_stride(conv3: DictNet, stride: object) -> None:
+    with pytest.raises(ValueError, match="stride"):
+        predict_sliding(conv3, make_images(8, 8), 8, stride)
+
+
+@pytest.mark.parametrize(
+    ("scales", "match"), [((), "must not be empty"), ((1.0, 0.0), "positive"), ((-0.5,), "positive")]
+)
+def test_error_on_bad_scales(conv3: DictNet, scales: tuple[float, ...], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        predict_multiscale(conv3, make_images(8, 8), scales=scales)
+
+
+def test_error_on_bad_combine_and_stride_without_window(conv3: DictNet) -> None:
+    with pytest.raises(ValueError, match="combine"):
+        predict_multiscale(conv3, make_images(8, 8), combine="mean")
+    with pytest.raises(ValueError, match="stride is only used with a sliding window"):
+        predict_multiscale(conv3, make_images(8, 8), stride=4)
+
+
+@pytest.mark.parametrize("images", [torch.zeros(3, 8, 8), torch.zeros(1, 3, 8, 8, dtype=torch.long)])
+def test_error_on_bad_images(conv3: DictNet, images: Tensor) -> None:
+    with pytest.raises(ValueError, match="images must"):
+        predict(conv3, images)

@@ -1,0 +1,173 @@
+import math
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_modules.fcn import FCN
+from lightning_modules.segmentation import SegmentationModule
+
+
+class ConstantOutput(nn.Module):
+    """A network that returns a fixed dict, to test the module's checks."""
+
+    def __init__(self, outputs):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(()))
+        self.outputs = outputs
+
+    def forward(self, images):
+        return {key: value * self.weight for key, value in self.outputs.items()}
+
+
+def fixed_batch(num_classes=4, size=32, batch=4, seed=0):
+    """Blocky labels whose class sets the image colour: learnable at output stride 8."""
+    generator = torch.Generator().manual_seed(seed)
+    blocks = torch.randint(0, num_classes, (batch, size // 8, size // 8), generator=generator)
+    target = blocks.repeat_interleave(8, dim=1).repeat_interleave(8, dim=2)
+    colours = torch.randn(num_classes, 3, generator=generator)
+    images = colours[target].permute(0, 3, 1, 2) + 0.3 * torch.randn(
+        batch, 3, size, size, generator=generator
+    )
+    target[:, :2] = 255
+    return images, target
+
+
+def trainer(max_steps, callbacks=()):
+    return L.Trainer(
+        max_steps=max_steps,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=list(callbacks),
+    )
+
+
+def test_loss_is_weighted_sum_of_cross_entropies():
+    images, target = fixed_batch()
+    network = FCN(4, backbone="test_resnet").eval()
+    module = SegmentationModule(network, 4, loss_weights={"out": 1.0, "aux": 0.4})
+    with torch.no_grad():
+        outputs = network(images)
+        losses = module.compute_losses(outputs, target)
+    expected_out = F.cross_entropy(outputs["out"], target, ignore_index=255)
+    expected_aux = F.cross_entropy(outputs["aux"], target, ignore_index=255)
+    torch.testing.assert_close(losses["loss"], expected_out + 0.4 * expected_aux)
+    torch.testing.assert_close(losses["loss_aux"], 0.4 * expected_aux)
+
+
+class RecordLoss(Callback):
+    def __init__(self):
+        self.losses = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.losses.append(float(outputs["loss"]))
+
+
+def test_a_few_steps_on_a_fixed_batch_lower_the_loss():
+    torch.manual_seed(0)
+    images, target = fixed_batch()
+    network = FCN(4, backbone="test_resnet", dropout=0.0)
+    module = SegmentationModule(network, 4, loss_weights={"out": 1.0, "aux": 0.2}, lr=0.01)
+    record = RecordLoss()
+    loader = DataLoader(TensorDataset(images, target), batch_size=4)
+    trainer(max_steps=15, callbacks=[record]).fit(module, loader)
+    assert len(record.losses) == 15
+    assert record.losses[-1] < 0.7 * record.losses[0], record.losses
+
+
+class RecordLR(Callback):
+    def __init__(self):
+        self.lrs = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.lrs.append([group["lr"] for group in trainer.optimizers[0].param_groups])
+
+
+def test_poly_schedule_with_ten_times_head_lr():
+    images, target = fixed_batch()
+    module = SegmentationModule(FCN(4, backbone="test_resnet"), 4, lr=0.02, head_lr_mult=10, poly_power=0.9)
+    record = RecordLR()
+    loader = DataLoader(TensorDataset(images.repeat(3, 1, 1, 1), target.repeat(3, 1, 1)), batch_size=4)
+    trainer(max_steps=6, callbacks=[record]).fit(module, loader)
+    names = [group["name"] for group in trainer_optimizer_groups(module)]
+    assert names == ["backbone", "head"]
+    total = 6
+    for step, (backbone_lr, head_lr) in enumerate(record.lrs):
+        factor = (1 - step / total) ** 0.9
+        assert math.isclose(backbone_lr, 0.02 * factor, rel_tol=1e-9)
+        assert math.isclose(head_lr, 0.2 * factor, rel_tol=1e-9)
+
+
+def trainer_optimizer_groups(module):
+    return module.trainer.optimizers[0].param_groups
+
+
+def test_backbone_and_head_groups_partition_the_parameters():
+    network = FCN(4, backbone="test_resnet")
+    groups = SegmentationModule(network, 4).parameter_groups()
+    backbone_ids = {id(p) for p in network.backbone.parameters()}
+    assert {id(p) for p in groups[0]["params"]} == backbone_ids
+    assert len(groups[0]["params"]) + len(groups[1]["params"]) == len(list(network.parameters()))
+
+
+def test_label_out_of_range_is_a_clear_error():
+    images, target = fixed_batch()
+    target[0, 5, 5] = 7
+    module = SegmentationModule(FCN(4, backbone="test_resnet"), 4)
+    with pytest.raises(ValueError, match=r"labels contain values \[7\].*0\.\.3 or 255"):
+        module.training_step((images, target), 0)
+
+
+def test_output_without_out_key_is_a_clear_error():
+    module = SegmentationModule(ConstantOutput({"logits": torch.zeros(1, 2, 8, 8)}), 2)
+    with pytest.raises(ValueError, match=r"no key 'out'.*keys found: \['logits'\]"):
+        module.training_step((torch.zeros(1, 3, 8, 8), torch.zeros(1, 8, 8, dtype=torch.long)), 0)
+
+
+def test_output_at_wrong_resolution_is_a_clear_error():
+    module = SegmentationModule(ConstantOutput({"out": torch.zeros(1, 2, 4, 4)}), 2)
+    with pytest.raises(ValueError, match=r"\(1, K, 8, 8\), got \(1, 2, 4, 4\)"):
+        module.training_step((torch.zeros(1, 3, 8, 8), torch.zeros(1, 8, 8, dtype=torch.long)), 0)
+
+
+def test_missing_weighted_output_is_a_clear_error():
+    module = SegmentationModule(
+        ConstantOutput({"out": torch.zeros(1, 2, 8, 8)}), 2, loss_weights={"aux": 0.4}
+    )
+    with pytest.raises(ValueError, match=r"loss_weights name outputs \['aux'\]"):
+        module.training_step((torch.zeros(1, 3, 8, 8), torch.zeros(1, 8, 8, dtype=torch.long)), 0)
+
+
+def test_nan_loss_is_a_clear_error():
+    module = SegmentationModule(ConstantOutput({"out": torch.full((1, 2, 8, 8), float("nan"))}), 2)
+    with pytest.raises(FloatingPointError, match="not finite"):
+        module.training_step((torch.zeros(1, 3, 8, 8), torch.zeros(1, 8, 8, dtype=torch.long)), 0)
+
+
+def test_validation_scores_and_predict_step():
+    images, target = fixed_batch()
+    network = FCN(4, backbone="test_resnet").eval()
+    module = SegmentationModule(network, 4, class_names=["a", "b", "c", "d"])
+    with torch.no_grad():
+        expected = network(images)["out"].argmax(1)
+        module.validation_step((images, target), 0)
+    valid = target != 255
+    accuracy = float((expected[valid] == target[valid]).float().mean())
+    scores = module.val_scores.compute()
+    assert math.isclose(float(scores["pixel_acc"]), accuracy, rel_tol=1e-6)
+    with torch.no_grad():
+        torch.testing.assert_close(module.predict_step((images, target), 0), expected)
+        torch.testing.assert_close(module.predict_step(images, 0), expected)
+
+
+def test_class_names_must_match():
+    with pytest.raises(ValueError, match="class_names has 2 names but num_classes=3"):
+        SegmentationModule(FCN(3, backbone="test_resnet"), 3, class_names=["a", "b"])
