@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ast
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -51,9 +52,7 @@ def list_experiments() -> None:
         experiment = REGISTRY[name]()
         print(f"{name}: {experiment.paper}, {experiment.table} (profiles: {', '.join(experiment.recipes)})")
         for variant in experiment.variants():
-            numbers = (
-                ", ".join(f"{n.metric} {n.value} [{n.source}]" for n in variant.paper) or "no paper number"
-            )
+            numbers = ", ".join(f"{n.metric} {n.value} [{n.source}]" for n in variant.paper) or "no paper number"
             print(f"  - {variant.name}: {numbers}")
 
 
@@ -81,8 +80,7 @@ def run(args: argparse.Namespace) -> None:
     overrides = dict(args.overrides)
     experiment.recipe(args.profile, overrides)
     records = [
-        run_variant(experiment, variant, args.profile, args.runs_dir, overrides, args.seed)
-        for variant in variants
+        run_variant(experiment, variant, args.profile, args.runs_dir, overrides, args.seed) for variant in variants
     ]
     print()
     print(format_table(records))
@@ -90,6 +88,8 @@ def run(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Lightning 2.6 on torch 2.14 warns about its own use of a deprecated pytree API at every step.
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
     try:
         if args.command == "list":
             list_experiments()

@@ -77,10 +77,8 @@ class Experiment(ABC):
         if profile not in PROFILES:
             raise ValueError(f"Unknown profile {profile!r}: expected one of {', '.join(PROFILES)}.")
         if profile not in self.recipes:
-            raise ValueError(
-                f"Experiment {self.name!r} has no {profile!r} profile; it has {', '.join(self.recipes)}."
-            )
-        recipe = {**self.recipes[profile], "profile": profile}
+            raise ValueError(f"Experiment {self.name!r} has no {profile!r} profile; it has {', '.join(self.recipes)}.")
+        recipe = dict(self.recipes[profile])
         for key, value in (overrides or {}).items():
             if key not in recipe:
                 raise ValueError(
@@ -88,7 +86,7 @@ class Experiment(ABC):
                     f"{did_you_mean(key, recipe)}. Its keys: {', '.join(sorted(recipe))}."
                 )
             recipe[key] = value
-        return recipe
+        return {**recipe, "profile": profile}
 
     def variant(self, name: str) -> Variant:
         variants = {variant.name: variant for variant in self.variants()}

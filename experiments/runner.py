@@ -58,9 +58,7 @@ def run_variant(
         "run_id": run_id,
         "git": git_state(),
         **environment(),
-        "metrics": {
-            f"val/{key}": value for key, value in scores.get("val", {}).items() if key != "iou_per_class"
-        },
+        "metrics": {f"val/{key}": value for key, value in scores.get("val", {}).items() if key != "iou_per_class"},
         "per_class": {"val/IoU": scores.get("val", {}).get("iou_per_class", {})},
         "paper_numbers": [vars(number) for number in variant.paper],
         "timings": {"fit_seconds": seconds, "steps": trainer.global_step},

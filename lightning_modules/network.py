@@ -18,9 +18,7 @@ def check_images(images: Any, in_chans: int | None = None) -> None:
     """Raise unless ``images`` is a non-empty float ``(B, C, H, W)`` tensor with ``C == in_chans``."""
     channels = "C" if in_chans is None else str(in_chans)
     if not isinstance(images, torch.Tensor):
-        raise TypeError(
-            f"images must be a torch.Tensor of shape (B, {channels}, H, W), got {type(images).__name__}."
-        )
+        raise TypeError(f"images must be a torch.Tensor of shape (B, {channels}, H, W), got {type(images).__name__}.")
     if images.ndim != 4:
         raise ValueError(f"images must have shape (B, {channels}, H, W), got shape {tuple(images.shape)}.")
     if in_chans is not None and images.shape[1] != in_chans:
@@ -29,9 +27,7 @@ def check_images(images: Any, in_chans: int | None = None) -> None:
             f"expected shape (B, {in_chans}, H, W), got {tuple(images.shape)}."
         )
     if not images.is_floating_point():
-        raise ValueError(
-            f"images must be a floating-point tensor (normalised image), got dtype {images.dtype}."
-        )
+        raise ValueError(f"images must be a floating-point tensor (normalised image), got dtype {images.dtype}.")
     if min(images.shape) < 1:
         raise ValueError(f"images must not be empty, got shape {tuple(images.shape)}.")
 
@@ -39,9 +35,7 @@ def check_images(images: Any, in_chans: int | None = None) -> None:
 def check_outputs(outputs: Any, batch: int, size: Sequence[int]) -> Mapping[str, torch.Tensor]:
     """Return ``outputs`` if it is a dict whose ``"out"`` holds ``(batch, K, *size)`` logits."""
     if not isinstance(outputs, Mapping):
-        raise ValueError(
-            f"the network must return a dict of logits with the key 'out', got {type(outputs).__name__}."
-        )
+        raise ValueError(f"the network must return a dict of logits with the key 'out', got {type(outputs).__name__}.")
     if "out" not in outputs:
         raise ValueError(
             "the network output has no key 'out' (the (B, K, H, W) logits at input resolution); "
@@ -49,11 +43,7 @@ def check_outputs(outputs: Any, batch: int, size: Sequence[int]) -> Mapping[str,
         )
     logits = outputs["out"]
     expected = (batch, *size)
-    if (
-        not isinstance(logits, torch.Tensor)
-        or logits.ndim != 4
-        or (logits.shape[0], *logits.shape[2:]) != expected
-    ):
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 4 or (logits.shape[0], *logits.shape[2:]) != expected:
         found = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise ValueError(
             f"the network output 'out' must be logits of shape (B, K, H, W) = ({batch}, K, {size[0]}, {size[1]}), "

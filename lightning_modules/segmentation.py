@@ -73,9 +73,7 @@ class SegmentationModule(L.LightningModule):
         self.loss_weights = dict(loss_weights or {"out": 1.0})
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"class_names has {len(class_names)} names but num_classes={num_classes}.")
-        self.class_names = (
-            list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
-        )
+        self.class_names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
         self.ignore_index = ignore_index
         self.eval_mode = eval_mode
         self.eval_kwargs = dict(eval_kwargs or {})
@@ -86,9 +84,7 @@ class SegmentationModule(L.LightningModule):
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.network(images)
 
-    def compute_losses(
-        self, outputs: Mapping[str, torch.Tensor], target: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
+    def compute_losses(self, outputs: Mapping[str, torch.Tensor], target: torch.Tensor) -> dict[str, torch.Tensor]:
         """Weighted cross-entropy per output key; ``"loss"`` is their sum. Subclasses add terms."""
         missing = [key for key in self.loss_weights if key not in outputs]
         if missing:
@@ -103,9 +99,7 @@ class SegmentationModule(L.LightningModule):
         losses["loss"] = torch.stack(list(losses.values())).sum()
         return losses
 
-    def _shared_step(
-        self, batch: Sequence[torch.Tensor]
-    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    def _shared_step(self, batch: Sequence[torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         images, target = batch[0], batch[1]
         check_targets(target, self.num_classes, self.ignore_index)
         outputs = check_outputs(self.network(images), target.shape[0], target.shape[-2:])

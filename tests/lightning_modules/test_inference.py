@@ -70,9 +70,7 @@ def pointwise() -> DictNet:
     return make_net(1)
 
 
-def reference_sliding(
-    net: nn.Module, images: Tensor, window: int, starts_h: list[int], starts_w: list[int]
-) -> Tensor:
+def reference_sliding(net: nn.Module, images: Tensor, window: int, starts_h: list[int], starts_w: list[int]) -> Tensor:
     """Averages the logits of the given windows, with the window positions spelled out by the test."""
     total = torch.zeros(images.shape[0], NUM_CLASSES, *images.shape[-2:])
     count = torch.zeros(*images.shape[-2:])
@@ -113,16 +111,12 @@ def test_predict_logits_returns_out(conv3: DictNet) -> None:
 
 @torch.no_grad()
 @pytest.mark.parametrize("window", [(20, 24), (20, 30), (25, 24), 32])
-def test_sliding_with_window_covering_image_equals_single(
-    conv3: DictNet, window: int | tuple[int, int]
-) -> None:
+def test_sliding_with_window_covering_image_equals_single(conv3: DictNet, window: int | tuple[int, int]) -> None:
     # Zero-padding the bottom/right then cropping back is exact for this single zero-padded 3x3 conv, whose
     # border pixels already see zeros; a deeper net would see its own nonzero features there, hence the
     # pointwise test below for the general padding guarantee.
     images = make_images(20, 24)
-    torch.testing.assert_close(
-        predict_sliding(conv3, images, window), predict_logits(conv3, images), atol=1e-6, rtol=0
-    )
+    torch.testing.assert_close(predict_sliding(conv3, images, window), predict_logits(conv3, images), atol=1e-6, rtol=0)
 
 
 @torch.no_grad()
@@ -167,9 +161,7 @@ def test_sliding_pointwise_equals_single(
 
 
 @torch.no_grad()
-@pytest.mark.parametrize(
-    ("size", "window", "stride"), [((45, 47), 16, 10), ((45, 47), 16, None), ((9, 30), 4, 4)]
-)
+@pytest.mark.parametrize(("size", "window", "stride"), [((45, 47), 16, 10), ((45, 47), 16, None), ((9, 30), 4, 4)])
 def test_sliding_covers_every_pixel(size: tuple[int, int], window: int, stride: int | None) -> None:
     # Constant logits of 1: the average is 1 exactly where the count is positive and NaN where no window went.
     logits = predict_sliding(ConstantNet(), make_images(*size), window, stride)

@@ -30,9 +30,7 @@ def fixed_batch(num_classes=4, size=32, batch=4, seed=0):
     blocks = torch.randint(0, num_classes, (batch, size // 8, size // 8), generator=generator)
     target = blocks.repeat_interleave(8, dim=1).repeat_interleave(8, dim=2)
     colours = torch.randn(num_classes, 3, generator=generator)
-    images = colours[target].permute(0, 3, 1, 2) + 0.3 * torch.randn(
-        batch, 3, size, size, generator=generator
-    )
+    images = colours[target].permute(0, 3, 1, 2) + 0.3 * torch.randn(batch, 3, size, size, generator=generator)
     target[:, :2] = 255
     return images, target
 
@@ -139,9 +137,7 @@ def test_output_at_wrong_resolution_is_a_clear_error():
 
 
 def test_missing_weighted_output_is_a_clear_error():
-    module = SegmentationModule(
-        ConstantOutput({"out": torch.zeros(1, 2, 8, 8)}), 2, loss_weights={"aux": 0.4}
-    )
+    module = SegmentationModule(ConstantOutput({"out": torch.zeros(1, 2, 8, 8)}), 2, loss_weights={"aux": 0.4})
     with pytest.raises(ValueError, match=r"loss_weights name outputs \['aux'\]"):
         module.training_step((torch.zeros(1, 3, 8, 8), torch.zeros(1, 8, 8, dtype=torch.long)), 0)
 
