@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-IGNORE_INDEX = 255
+from datamodules.base import IGNORE_INDEX
+from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
+
 MIN_IMAGE_SIDE = 16
 # The DataModule's val and test scenes are the indices starting at these offsets (train starts at 0),
 # so the three splits never share a scene and do not change when another split's size changes.

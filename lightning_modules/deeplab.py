@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import segmentation_models_pytorch as smp
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lightning_modules.backbones import check_backbone_name, hub_weights_error
@@ -19,8 +20,9 @@ class DeepLabV3Plus(SegmentationNetwork):
         output_stride: 8 or 16 (the DeepLabV3+ paper trains at 16).
         pretrained: timm's ImageNet weights (needs network access).
 
-    Shapes: ``(B, in_chans, H, W)`` with H, W divisible by the encoder's stride →
-    ``{"out": (B, K, H, W)}``.
+    Shapes: ``(B, in_chans, H, W)`` → ``{"out": (B, K, H, W)}``. Sizes that the encoder's stride
+    does not divide (CamVid's 360 rows, full Cityscapes-like images at other scales) are zero-padded
+    at the bottom / right for the forward pass and the logits cropped back.
     """
 
     def __init__(
@@ -59,6 +61,11 @@ class DeepLabV3Plus(SegmentationNetwork):
         return self.model.encoder
 
     def forward_outputs(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        height, width = images.shape[-2:]
+        stride = self.model.encoder.output_stride
+        pad_h, pad_w = -height % stride, -width % stride
+        if pad_h or pad_w:
+            images = F.pad(images, (0, pad_w, 0, pad_h))
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        return {"out": self.model(images)}
+        return {"out": self.model(images)[..., :height, :width]}

@@ -35,3 +35,14 @@ def test_wrong_input_channels():
     network = DeepLabV3Plus(3, backbone="test_resnet")
     with pytest.raises(ValueError, match="in_chans=3"):
         network(torch.randn(1, 4, 64, 64))
+
+
+def test_sizes_the_stride_does_not_divide_are_padded_and_cropped_back():
+    torch.manual_seed(0)
+    network = DeepLabV3Plus(3, backbone="test_resnet").eval()
+    images = torch.randn(1, 3, 360, 200)
+    with torch.no_grad():
+        out = network(images)["out"]
+        padded = network.model(torch.nn.functional.pad(images, (0, 8, 0, 8)))
+    assert out.shape == (1, 3, 360, 200)
+    torch.testing.assert_close(out, padded[..., :360, :200])

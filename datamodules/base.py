@@ -1,0 +1,242 @@
+"""SegmentationDataModule: datasets in their own published layout on disk.
+
+A subclass says where each split's image / label files are (:meth:`list_samples`, which checks
+the layout and names what is missing) and how a raw label file becomes train ids
+(:meth:`read_label`). This class does the rest: checks every image against its label (readable,
+same size, values in range), the transforms and the loaders.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import lightning as L
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset
+from torchvision import tv_tensors
+
+from datamodules.transforms import eval_transforms, train_transforms
+
+IGNORE_INDEX = 255
+Sample = tuple[Path, Path]
+
+
+def default_num_workers() -> int:
+    """All the CPUs this process may use, at most 8 (enough to feed one GPU at these crop sizes)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = os.cpu_count() or 1
+    return max(0, min(8, cpus))
+
+
+def read_image(path: Path) -> np.ndarray:
+    """RGB uint8 ``(H, W, 3)``; a clear error for a missing or undecodable file."""
+    try:
+        with Image.open(path) as image:
+            return np.array(image.convert("RGB"))
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"image file {path} does not exist.") from err
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise ValueError(f"cannot decode image file {path}: {err}. The file is corrupt or not an image.") from err
+
+
+def read_label_png(path: Path) -> np.ndarray:
+    """The raw values of a single-channel (``L`` or palette ``P``) label PNG, ``(H, W)`` uint8."""
+    try:
+        with Image.open(path) as image:
+            if image.mode not in ("L", "P", "I", "I;16"):
+                raise ValueError(
+                    f"label file {path} has image mode {image.mode!r}; expected a single-channel label map "
+                    "(mode 'L' or palette 'P') whose pixel values are class ids."
+                )
+            return np.array(image)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"label file {path} does not exist.") from err
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise ValueError(f"cannot decode label file {path}: {err}. The file is corrupt or not an image.") from err
+
+
+def check_label_values(label: np.ndarray, num_classes: int, path: Path) -> None:
+    """Raise unless every value is a class id ``< num_classes`` or the ignore index."""
+    values = np.unique(label)
+    bad = values[(values >= num_classes) & (values != IGNORE_INDEX)]
+    if bad.size:
+        raise ValueError(
+            f"label file {path} contains values {bad[:10].tolist()} outside 0..{num_classes - 1} and "
+            f"{IGNORE_INDEX} (ignore) after conversion to train ids."
+        )
+
+
+class SegmentationFiles(Dataset):
+    """Pairs of (image file, label file) → ``(image (3, H, W) float32, label (H, W) int64)``."""
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        read_label: Callable[[Path], np.ndarray],
+        num_classes: int,
+        transform: Callable | None = None,
+    ) -> None:
+        self.samples = list(samples)
+        self.read_label = read_label
+        self.num_classes = num_classes
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The checked raw pair: RGB uint8 ``(H, W, 3)`` and train ids uint8/int ``(H, W)``."""
+        image_path, label_path = self.samples[index]
+        image = read_image(image_path)
+        label = self.read_label(label_path)
+        if image.shape[:2] != label.shape[:2]:
+            raise ValueError(
+                f"image {image_path} is {image.shape[1]}x{image.shape[0]} (WxH) but its label {label_path} is "
+                f"{label.shape[1]}x{label.shape[0]}: an image and its label must have the same size."
+            )
+        check_label_values(label, self.num_classes, label_path)
+        return image, label
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, label = self.load(index)
+        image_tv = tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1).contiguous())
+        label_tv = tv_tensors.Mask(torch.from_numpy(label.astype(np.int64)))
+        if self.transform is not None:
+            image_tv, label_tv = self.transform(image_tv, label_tv)
+        return image_tv.as_subclass(torch.Tensor), label_tv.as_subclass(torch.Tensor)
+
+
+class SegmentationDataModule(L.LightningDataModule, ABC):
+    """Base of the benchmark DataModules.
+
+    Args:
+        root: the dataset folder, in the dataset's own published layout.
+        crop_size: training crop ``(h, w)`` or a side.
+        base_size: the shorter side that the random scale multiplies (PyTorch-Encoding's base size).
+        scale_range: random scale of the base size for training.
+        batch_size: training batch size; ``val_batch_size`` for validation / test.
+        num_workers: loader processes; default: the CPUs available, at most 8.
+        splits: names of the (train, val, test) splits in the dataset's layout.
+        eval_short_side: evaluate at reduced resolution (shorter side resized to this, labels by
+            nearest neighbour); ``None``, the benchmarks' protocol, keeps the full image.
+    """
+
+    name: ClassVar[str]
+    num_classes: ClassVar[int]
+    class_names: ClassVar[tuple[str, ...]]
+    palette: ClassVar[tuple[tuple[int, int, int], ...]]
+    default_base_size: ClassVar[int]
+    default_crop_size: ClassVar[int]
+    default_splits: ClassVar[tuple[str, str, str]]
+    how_to_prepare: ClassVar[str] = ""
+    ignore_index = IGNORE_INDEX
+    in_chans = 3
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        crop_size: int | Sequence[int] | None = None,
+        base_size: int | None = None,
+        scale_range: tuple[float, float] = (0.5, 2.0),
+        batch_size: int = 8,
+        val_batch_size: int = 1,
+        num_workers: int | None = None,
+        splits: tuple[str, str, str] | None = None,
+        eval_short_side: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.root = Path(root)
+        self.crop_size = crop_size if crop_size is not None else self.default_crop_size
+        self.base_size = base_size if base_size is not None else self.default_base_size
+        self.scale_range = scale_range
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size
+        self.num_workers = default_num_workers() if num_workers is None else num_workers
+        self.splits = splits if splits is not None else self.default_splits
+        self.eval_short_side = eval_short_side
+        self.datasets: dict[str, SegmentationFiles] = {}
+
+    @abstractmethod
+    def list_samples(self, split: str) -> list[Sample]:
+        """(image, label) paths of ``split``; raises ``FileNotFoundError`` naming what is missing."""
+
+    @abstractmethod
+    def read_label(self, path: Path) -> np.ndarray:
+        """Train ids ``(H, W)`` of a label file: ``0..num_classes-1``, ``255`` ignored."""
+
+    def missing(self, what: str, where: Path) -> FileNotFoundError:
+        """The error for a missing part of the layout, with the preparation instructions."""
+        return FileNotFoundError(
+            f"{self.name}: {what} not found at {where}. Expected the layout described in "
+            f"{type(self).__module__}.{type(self).__name__}. {self.how_to_prepare}"
+        )
+
+    def require(self, path: Path, what: str) -> Path:
+        if not path.exists():
+            raise self.missing(what, path)
+        return path
+
+    def pair_up(self, images: Sequence[Path], label_for: Callable[[Path], Path]) -> list[Sample]:
+        """Pair each image with its label file, naming the first image whose label is missing."""
+        samples = []
+        for image in images:
+            label = label_for(image)
+            if not label.is_file():
+                raise FileNotFoundError(f"{self.name}: image {image} has no label file (expected {label}).")
+            samples.append((image, label))
+        return samples
+
+    def dataset(self, split: str, train: bool = False) -> SegmentationFiles:
+        transform = (
+            train_transforms(self.crop_size, self.base_size, self.scale_range, self.ignore_index)
+            if train
+            else eval_transforms(self.eval_short_side)
+        )
+        samples = self.list_samples(split)
+        if not samples:
+            raise self.missing(f"any sample of split {split!r}", self.root)
+        return SegmentationFiles(samples, self.read_label, self.num_classes, transform)
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self.root.is_dir():
+            raise self.missing("the dataset folder", self.root)
+        train, val, test = self.splits
+        if stage in (None, "fit"):
+            self.datasets["train"] = self.dataset(train, train=True)
+        if stage in (None, "fit", "validate"):
+            self.datasets["val"] = self.dataset(val)
+        if stage in (None, "test", "predict"):
+            self.datasets["test"] = self.dataset(test)
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        if split not in self.datasets:
+            raise RuntimeError(f"{type(self).__name__}.setup() must run before the {split} dataloader.")
+        return DataLoader(
+            self.datasets[split],
+            batch_size=batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.val_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.val_batch_size, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()
