@@ -1,4 +1,4 @@
-"""Command line: ``python -m experiments list | run NAME``."""
+"""Command line: ``python -m experiments list | run NAME | eval --ckpt PATH``."""
 
 from __future__ import annotations
 
@@ -42,6 +42,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a recipe setting, e.g. --set max_epochs=2",
     )
+    evaluate = commands.add_parser("eval", help="score a checkpoint: mIoU, pixel accuracy, per-class IoU, boundary F")
+    evaluate.add_argument(
+        "--ckpt", required=True, help="a checkpoint written by `run` (runs/.../checkpoints/last.ckpt)"
+    )
+    evaluate.add_argument("--data", help="dataset name (default: the run's own DataModule)")
+    evaluate.add_argument("--root", help="dataset folder (default: the run's recipe)")
+    evaluate.add_argument("--split", default="test", choices=("val", "test"))
+    evaluate.add_argument("--multi-scale", action="store_true", help="scales 0.5..1.75")
+    evaluate.add_argument("--flip", action="store_true", help="average with the horizontally flipped image")
+    evaluate.add_argument("--sliding", action="store_true", help="sliding window of the training crop size")
+    evaluate.add_argument("--window", type=int, nargs=2, metavar=("H", "W"), help="sliding window size")
+    evaluate.add_argument(
+        "--crop-factors",
+        type=int,
+        nargs="*",
+        default=[],
+        metavar="PX",
+        help="Gated-SCNN's distance-based evaluation, e.g. 0 100 200 300 400",
+    )
+    evaluate.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     return parser
 
 
@@ -95,7 +115,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             list_experiments()
         elif args.command == "run":
             run(args)
-    except ValueError as err:
+        elif args.command == "eval":
+            from experiments.evaluate import evaluate_checkpoint, format_evaluation
+
+            record = evaluate_checkpoint(
+                args.ckpt,
+                args.data,
+                args.root,
+                args.split,
+                args.multi_scale,
+                args.flip,
+                args.sliding,
+                args.window,
+                args.crop_factors,
+                args.device,
+            )
+            print(format_evaluation(record))
+    except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -9,11 +9,21 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from experiments.base import Experiment, Variant
 from experiments.results import environment, git_state, write_json_atomic
+
+
+class RunInfo(Callback):
+    """Stores the experiment, variant and recipe in every checkpoint, so that ``eval`` can rebuild the network."""
+
+    def __init__(self, run: dict[str, Any]) -> None:
+        self.run = run
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        checkpoint["run"] = self.run
 
 
 def run_variant(
@@ -37,7 +47,10 @@ def run_variant(
     trainer = L.Trainer(
         default_root_dir=run_dir,
         logger=CSVLogger(run_dir, name="logs", version=""),
-        callbacks=[ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)],
+        callbacks=[
+            ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0),
+            RunInfo({"experiment": experiment.name, "variant": variant.name, "recipe": recipe, "seed": seed}),
+        ],
         enable_model_summary=False,
         deterministic=recipe.get("deterministic", False),
         **experiment.trainer_kwargs(recipe),

@@ -49,3 +49,27 @@ def test_quickstart_has_no_paper_profile(capsys):
 def test_list_shows_experiments(capsys):
     assert main(["list"]) == 0
     assert "quickstart" in capsys.readouterr().out
+
+
+def test_eval_rebuilds_the_network_from_a_checkpoint(tmp_path, capsys):
+    assert main(["run", "baselines.camvid", "--profile", "smoke", "--variant", "fcn", "--runs-dir", str(tmp_path)]) == 0
+    (ckpt,) = tmp_path.glob("baselines.camvid/fcn/*/checkpoints/last.ckpt")
+    capsys.readouterr()
+    argv = ["eval", "--ckpt", str(ckpt), "--split", "val", "--flip", "--crop-factors", "0", "4", "--device", "cpu"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    record = json.loads((ckpt.parent.parent / "eval-val.json").read_text())
+    assert record["protocol"] == {"mode": "multiscale", "flip": True, "scales": [1.0]}
+    assert record["crop_factor_mIoU"]["0"] == record["mIoU"]
+    assert set(record["boundary_F"]) == {"0.00088", "0.001875", "0.00375", "0.005"}
+    assert f"| {record['mIoU']:.4f} | {record['pixel_acc']:.4f} |" in out
+    assert "| class | IoU |" in out
+
+
+def test_eval_rejects_a_foreign_checkpoint(tmp_path, capsys):
+    import torch
+
+    path = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {}}, path)
+    assert main(["eval", "--ckpt", str(path)]) == 2
+    assert "has no 'run' entry" in capsys.readouterr().err
