@@ -17,8 +17,9 @@ from typing import ClassVar
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision import tv_tensors
 
 from datamodules.transforms import eval_transforms, train_transforms
@@ -34,6 +35,33 @@ def default_num_workers() -> int:
     except AttributeError:
         cpus = os.cpu_count() or 1
     return max(0, min(8, cpus))
+
+
+def make_loader(dataset: Dataset, batch_size: int, train: bool, num_workers: int) -> DataLoader:
+    """A loader that is also correct under DDP (``torch.distributed`` initialised).
+
+    Training shuffles (each process a disjoint shard, reshuffled by ``set_epoch``, which Lightning
+    calls) and drops the last partial batch. Evaluation never repeats a sample: Lightning's own
+    ``DistributedSampler`` would pad the split to a multiple of the world size and count some
+    images twice in the dataset-level scores.
+    """
+    sampler = None
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        sampler = (
+            DistributedSampler(dataset, shuffle=True, drop_last=True)
+            if train
+            else UnrepeatedDistributedSampler(dataset, shuffle=False)
+        )
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=train if sampler is None else None,
+        sampler=sampler,
+        drop_last=train and len(dataset) >= batch_size,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        pin_memory=torch.cuda.is_available(),
+    )
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -219,15 +247,7 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         if split not in self.datasets:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before the {split} dataloader.")
-        return DataLoader(
-            self.datasets[split],
-            batch_size=batch_size,
-            shuffle=shuffle,
-            drop_last=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-        )
+        return make_loader(self.datasets[split], batch_size, train=shuffle, num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, shuffle=True)

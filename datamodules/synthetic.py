@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.base import IGNORE_INDEX
+from datamodules.base import IGNORE_INDEX, make_loader
 from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 MIN_IMAGE_SIDE = 16
@@ -368,14 +368,7 @@ class SyntheticSegmentationDataModule(L.LightningDataModule):
     def _loader(self, dataset: SyntheticScenes | None, train: bool = False) -> DataLoader:
         if dataset is None:
             raise RuntimeError("SyntheticSegmentationDataModule.setup() must be called before the dataloaders.")
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=train,
-            drop_last=train and len(dataset) >= self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+        return make_loader(dataset, self.batch_size, train=train, num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled batches of (B, 3, H, W) images and (B, H, W) masks; drops the last partial batch."""

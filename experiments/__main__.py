@@ -1,4 +1,4 @@
-"""Command line: ``python -m experiments list | run NAME | eval --ckpt PATH``."""
+"""Command line: ``python -m experiments list | run NAME | table NAME | eval --ckpt PATH``."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import ast
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from experiments.base import PROFILES, REGISTRY, get_experiment
+from experiments.base import PROFILES, experiment_names, get_experiment
+from experiments.tracking import WANDB_MODES
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
@@ -33,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--profile", default="small", choices=PROFILES, help="budget (default: small)")
     run.add_argument("--runs-dir", default="runs", help="results store (default: ./runs)")
     run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--devices", default="auto", type=_devices, help="devices per node (Lightning DDP when > 1)")
+    run.add_argument("--num-nodes", type=int, default=1, help="nodes (SLURM: one task per device)")
+    run.add_argument("--wandb", default="offline", choices=WANDB_MODES, help="Weights & Biases mode (default: offline)")
     run.add_argument(
         "--set",
         dest="overrides",
@@ -42,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a recipe setting, e.g. --set max_epochs=2",
     )
+    table = commands.add_parser("table", help="paper vs measured: markdown to stdout and a PNG bar chart")
+    table.add_argument("name", help="experiment name, see `list`")
+    table.add_argument("--runs-dir", default="runs", help="results store (default: ./runs)")
     evaluate = commands.add_parser("eval", help="score a checkpoint: mIoU, pixel accuracy, per-class IoU, boundary F")
     evaluate.add_argument(
         "--ckpt", required=True, help="a checkpoint written by `run` (runs/.../checkpoints/last.ckpt)"
@@ -65,11 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def list_experiments() -> None:
-    import experiments.catalog  # noqa: F401
+def _devices(text: str) -> int | str:
+    return int(text) if text.lstrip("-").isdigit() else text
 
-    for name in sorted(REGISTRY):
-        experiment = REGISTRY[name]()
+
+def list_experiments() -> None:
+    for name in experiment_names():
+        experiment = get_experiment(name)
         print(f"{name}: {experiment.paper}, {experiment.table} (profiles: {', '.join(experiment.recipes)})")
         for variant in experiment.variants():
             numbers = ", ".join(f"{n.metric} {n.value} [{n.source}]" for n in variant.paper) or "no paper number"
@@ -99,11 +109,36 @@ def run(args: argparse.Namespace) -> None:
     variants = [experiment.variant(name) for name in args.variant] if args.variant else experiment.variants()
     overrides = dict(args.overrides)
     experiment.recipe(args.profile, overrides)
-    records = [
-        run_variant(experiment, variant, args.profile, args.runs_dir, overrides, args.seed) for variant in variants
-    ]
+    records = []
+    for variant in variants:
+        status, record = run_variant(
+            experiment,
+            variant,
+            args.profile,
+            args.runs_dir,
+            overrides,
+            args.seed,
+            args.wandb,
+            args.devices,
+            args.num_nodes,
+        )
+        if status == "skipped":
+            print(f"{experiment.name} / {variant.name}: finished before ({record['run_id']}), skipped.")
+        records.append(record)
     print()
     print(format_table(records))
+
+
+def table(args: argparse.Namespace) -> None:
+    from experiments.results import load_records, paper_table, plot_paper_table
+
+    experiment = get_experiment(args.name)
+    records, problems = load_records(args.runs_dir, experiment.name)
+    for problem in problems:
+        print(f"warning: {problem} Left out of the table.", file=sys.stderr)
+    print(paper_table(experiment, records, args.runs_dir))
+    path = plot_paper_table(experiment, records, Path(args.runs_dir) / experiment.name / "table.png")
+    print(f"\nchart: {path}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -115,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             list_experiments()
         elif args.command == "run":
             run(args)
+        elif args.command == "table":
+            table(args)
         elif args.command == "eval":
             from experiments.evaluate import evaluate_checkpoint, format_evaluation
 

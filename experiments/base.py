@@ -115,11 +115,16 @@ def did_you_mean(name: str, choices: Any) -> str:
     return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
 
 
+def experiment_names() -> list[str]:
+    """Every registered experiment, after importing the modules that register them."""
+    import experiments.catalog  # noqa: F401
+
+    return sorted(REGISTRY)
+
+
 def get_experiment(name: str) -> Experiment:
     """Instantiate the registered experiment ``name``, with a "did you mean" on a typo."""
-    import experiments.catalog  # noqa: F401  (registers every experiment)
-
-    if name not in REGISTRY:
+    if name not in experiment_names():
         raise ValueError(
             f"Unknown experiment {name!r}{did_you_mean(name, REGISTRY)}. "
             f"Known experiments: {', '.join(sorted(REGISTRY))}."

@@ -72,3 +72,126 @@ def environment() -> dict[str, Any]:
             "torch_threads": torch.get_num_threads(),
         },
     }
+
+
+REQUIRED_KEYS = ("experiment", "variant", "profile", "recipe", "metrics", "per_class", "hardware", "timings")
+
+
+class CorruptRecordError(ValueError):
+    """A ``metrics.json`` that is not valid JSON or lacks fields (e.g. written by a killed process)."""
+
+
+def read_record(path: str | os.PathLike) -> dict[str, Any]:
+    """The record in ``path``; raises :class:`CorruptRecordError` naming the file and the problem."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CorruptRecordError(f"{path} is not valid JSON ({err}); it is corrupt or half-written.") from err
+    if not isinstance(record, dict):
+        raise CorruptRecordError(f"{path} holds a {type(record).__name__}, not a run record.")
+    missing = [key for key in REQUIRED_KEYS if key not in record]
+    if missing:
+        raise CorruptRecordError(f"{path} lacks the fields {missing}; it is corrupt or from another program.")
+    return record
+
+
+def load_records(runs_dir: str | os.PathLike, experiment: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every valid record of ``experiment`` under ``runs_dir``, and one message per corrupt file."""
+    records, problems = [], []
+    for path in sorted(Path(runs_dir, experiment).glob("*/*/metrics.json")):
+        try:
+            records.append(read_record(path))
+        except CorruptRecordError as err:
+            problems.append(str(err))
+    return records, problems
+
+
+PROFILE_ORDER = {"smoke": 0, "small": 1, "paper": 2}
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f}"
+
+
+def _paper_mIoU(variant: Any) -> float | None:
+    return next((n.value for n in variant.paper if n.metric == "mIoU"), None)
+
+
+def _eval_record(record: dict[str, Any], runs_dir: Path) -> dict[str, Any] | None:
+    path = runs_dir / record["experiment"] / record["variant"] / record["run_id"] / "eval-test.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+
+
+def paper_table(experiment: Any, records: list[dict[str, Any]], runs_dir: str | os.PathLike) -> str:
+    """Markdown: each variant's paper numbers beside every measured run, with its profile and hardware.
+
+    Paper mIoU and measured scores are percentages. A measured number is comparable with the paper
+    only in the ``paper`` profile; the profile column says which one produced it.
+    """
+    runs_dir = Path(runs_dir)
+    lines = [
+        f"### {experiment.paper}: {experiment.table}",
+        "",
+        "| variant | paper | measured val mIoU | val pixel acc | test mIoU | test boundary F (3 px) | profile "
+        "| hardware | fit time (s) |",
+        "|---|---|---:|---:|---:|---:|---|---|---:|",
+    ]
+    by_variant: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        by_variant.setdefault(record["variant"], []).append(record)
+    for variant in experiment.variants():
+        paper = "; ".join(f"{n.metric} {n.value} ({n.source})" for n in variant.paper) or "—"
+        runs = sorted(by_variant.get(variant.name, []), key=lambda r: PROFILE_ORDER.get(r["profile"], 3))
+        if not runs:
+            lines.append(f"| {variant.name} | {paper} | not run | | | | | | |")
+        for record in runs:
+            metrics = record["metrics"]
+            tested = _eval_record(record, runs_dir)
+            test_miou = _percent(tested["mIoU"]) if tested else "—"
+            boundary = _percent(next(iter(tested["boundary_F"].values()))) if tested else "—"
+            lines.append(
+                f"| {variant.name} | {paper} | {_percent(metrics.get('val/mIoU'))} "
+                f"| {_percent(metrics.get('val/pixel_acc'))} | {test_miou} | {boundary} | {record['profile']} "
+                f"| {record['hardware']['device']} | {record['timings']['fit_seconds']:.0f} |"
+            )
+    return "\n".join(lines)
+
+
+def plot_paper_table(experiment: Any, records: list[dict[str, Any]], path: str | os.PathLike) -> Path:
+    """A PNG bar chart of paper mIoU beside measured validation mIoU, one bar per profile."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variants = experiment.variants()
+    profiles = sorted({r["profile"] for r in records}, key=lambda p: PROFILE_ORDER.get(p, 3))
+    series = [("paper", [_paper_mIoU(v) for v in variants])]
+    for profile in profiles:
+        latest = {r["variant"]: r["metrics"].get("val/mIoU") for r in records if r["profile"] == profile}
+        series.append(
+            (f"measured ({profile})", [None if latest.get(v.name) is None else 100 * latest[v.name] for v in variants])
+        )
+    width = 0.8 / len(series)
+    figure, axes = plt.subplots(figsize=(max(4, 1.6 * len(variants) + 2), 3.5))
+    for i, (label, values) in enumerate(series):
+        xs = [j + i * width for j, value in enumerate(values) if value is not None]
+        axes.bar(xs, [value for value in values if value is not None], width, label=label)
+    axes.set_xticks([j + width * (len(series) - 1) / 2 for j in range(len(variants))], [v.name for v in variants])
+    axes.set_ylabel("mIoU (%)")
+    axes.set_title(f"{experiment.paper}: {experiment.table}", fontsize=9)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    figure.savefig(tmp, dpi=120)
+    plt.close(figure)
+    os.replace(tmp, path)
+    return path

@@ -1,29 +1,97 @@
-"""Run one variant of an experiment under a profile and store its results."""
+"""Run one variant of an experiment under a profile, resumably, and store its results.
+
+A run's folder is ``runs/<experiment>/<variant>/<run-id>/`` where the run id is derived from the
+profile, the seed and the recipe, so that the same command finds the same folder again:
+
+- ``metrics.json`` present and valid: the variant is finished and skipped;
+- ``checkpoints/last.ckpt`` present without ``metrics.json``: the run was interrupted and resumes
+  from that checkpoint, with the random number generators restored, so that it ends where an
+  uninterrupted run would have.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import tempfile
 import time
-from collections.abc import Mapping
-from datetime import datetime, timezone
+import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, Logger
+from timm.layers import convert_sync_batchnorm
 
 from experiments.base import Experiment, Variant
-from experiments.results import environment, git_state, write_json_atomic
+from experiments.results import CorruptRecordError, environment, git_state, read_record, write_json_atomic
+from experiments.tracking import WandbMode, make_wandb_logger, wandb_callbacks
+
+RESULTS_FILE = "metrics.json"
 
 
-class RunInfo(Callback):
-    """Stores the experiment, variant and recipe in every checkpoint, so that ``eval`` can rebuild the network."""
+class RunState(Callback):
+    """Stores the run (experiment, variant, recipe) and the RNG states in every checkpoint.
+
+    ``eval`` rebuilds the network from the run; the RNG states make a resumed run draw the same
+    random numbers (shuffling, dropout) as an uninterrupted one.
+    """
 
     def __init__(self, run: dict[str, Any]) -> None:
         self.run = run
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         checkpoint["run"] = self.run
+        states = _collect_rng_states()
+        # numpy's state array as a tensor: Lightning loads checkpoints with torch.load(weights_only=True).
+        name, keys, *rest = states["numpy"]
+        checkpoint["rng_states"] = {**states, "numpy": (name, torch.from_numpy(keys), *rest)}
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        if "rng_states" in checkpoint:
+            states = dict(checkpoint["rng_states"])
+            name, keys, *rest = states["numpy"]
+            _set_rng_states({**states, "numpy": (name, keys.numpy(), *rest)})
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes a checkpoint to a temporary file and renames it, so that a killed process never leaves
+    a half-written ``last.ckpt`` (Lightning writes the target file in place)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def run_id(profile: str, recipe: Mapping[str, Any], seed: int) -> str:
+    """``<profile>-seed<seed>-<hash of the recipe>``: the same settings give the same folder."""
+    digest = hashlib.sha256(json.dumps(dict(recipe), sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"{profile}-seed{seed}-{digest}"
+
+
+def trainer_strategy(devices: int | str, num_nodes: int) -> dict[str, Any]:
+    """Lightning DDP when more than one process trains, else the defaults (SyncBatchNorm: see run_variant)."""
+    if num_nodes < 1:
+        raise ValueError(f"--num-nodes must be >= 1, got {num_nodes}.")
+    distributed = num_nodes > 1 or (isinstance(devices, int) and devices > 1) or devices == -1
+    if not distributed:
+        return {"devices": devices, "num_nodes": num_nodes}
+    # The DataModules give distributed samplers that do not repeat samples at evaluation, so that
+    # scores over a split are exact; Lightning's own sampler would pad the last batch.
+    return {"devices": devices, "num_nodes": num_nodes, "strategy": "ddp", "use_distributed_sampler": False}
 
 
 def run_variant(
@@ -33,32 +101,56 @@ def run_variant(
     runs_dir: str | Path = "runs",
     overrides: Mapping[str, Any] | None = None,
     seed: int = 0,
-) -> dict[str, Any]:
-    """Train and validate ``variant``; write ``runs/<experiment>/<variant>/<run-id>/metrics.json``.
-
-    Returns the record written to ``metrics.json``.
-    """
+    wandb: WandbMode = "offline",
+    devices: int | str = "auto",
+    num_nodes: int = 1,
+    callbacks: Sequence[Callback] = (),
+) -> tuple[Literal["finished", "skipped"], dict[str, Any]]:
+    """Train and validate ``variant`` (or skip it when finished); returns its ``metrics.json`` record."""
     recipe = experiment.recipe(profile, overrides)
+    run_dir = Path(runs_dir) / experiment.name / variant.name / run_id(profile, recipe, seed)
+    results = run_dir / RESULTS_FILE
+    if results.exists():
+        try:
+            return "skipped", read_record(results)
+        except CorruptRecordError as err:
+            warnings.warn(f"{err} Training the variant again.", stacklevel=2)
+            results.unlink()
+    last = run_dir / "checkpoints" / "last.ckpt"
     L.seed_everything(seed, workers=True)
     datamodule = experiment.build_datamodule(recipe)
     module = experiment.build_module(variant, recipe, datamodule)
-    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    run_dir = Path(runs_dir) / experiment.name / variant.name / run_id
+    strategy = trainer_strategy(devices, num_nodes)
+    if "strategy" in strategy:
+        # timm's conversion keeps the fused activation of its BatchNormAct2d (EfficientNet), which
+        # Trainer(sync_batchnorm=True) silently drops.
+        module = convert_sync_batchnorm(module)
+    run = {"experiment": experiment.name, "variant": variant.name, "recipe": recipe, "seed": seed}
+    loggers: list[Logger] = [CSVLogger(run_dir, name="logs", version="")]
+    wandb_logger = make_wandb_logger(wandb, run_dir, experiment, variant, recipe)
+    if wandb_logger is not None:
+        loggers.append(wandb_logger)
     trainer = L.Trainer(
         default_root_dir=run_dir,
-        logger=CSVLogger(run_dir, name="logs", version=""),
+        logger=loggers,
         callbacks=[
-            ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0),
-            RunInfo({"experiment": experiment.name, "variant": variant.name, "recipe": recipe, "seed": seed}),
+            # monitor=None, save_top_k=1: one checkpoint, overwritten at the end of every epoch.
+            ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False),
+            RunState(run),
+            *(wandb_callbacks(datamodule) if wandb_logger is not None else []),
+            *callbacks,
         ],
         enable_model_summary=False,
+        plugins=[AtomicCheckpointIO()],
         deterministic=recipe.get("deterministic", False),
+        **strategy,
         **experiment.trainer_kwargs(recipe),
     )
+    resume_from = last if last.is_file() else None
     started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     seconds = time.perf_counter() - started
-    scores = getattr(module, "last_scores", {})
+    scores = getattr(module, "last_scores", {}).get("val", {})
     record = {
         "experiment": experiment.name,
         "paper": experiment.paper,
@@ -68,13 +160,16 @@ def run_variant(
         "profile": profile,
         "recipe": recipe,
         "seed": seed,
-        "run_id": run_id,
+        "run_id": run_dir.name,
+        "resumed_from": str(resume_from) if resume_from is not None else None,
         "git": git_state(),
         **environment(),
-        "metrics": {f"val/{key}": value for key, value in scores.get("val", {}).items() if key != "iou_per_class"},
-        "per_class": {"val/IoU": scores.get("val", {}).get("iou_per_class", {})},
+        "world_size": trainer.world_size,
+        "metrics": {f"val/{key}": value for key, value in scores.items() if key != "iou_per_class"},
+        "per_class": {"val/IoU": scores.get("iou_per_class", {})},
         "paper_numbers": [vars(number) for number in variant.paper],
         "timings": {"fit_seconds": seconds, "steps": trainer.global_step},
     }
-    write_json_atomic(run_dir / "metrics.json", record)
-    return record
+    if trainer.is_global_zero:
+        write_json_atomic(results, record)
+    return "finished", record

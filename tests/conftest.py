@@ -4,7 +4,6 @@ import os
 
 # Read by huggingface_hub at import time: pretrained=True fails at once instead of retrying.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("WANDB_MODE", "disabled")
 
 from pathlib import Path
 

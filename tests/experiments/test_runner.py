@@ -1,0 +1,119 @@
+import json
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from experiments.__main__ import main
+from experiments.base import experiment_names, get_experiment
+from experiments.results import CorruptRecordError, load_records, read_record
+from experiments.runner import run_id, run_variant, trainer_strategy
+
+
+class Crash(Callback):
+    """Stands in for a killed process: dies after the checkpoint of an epoch is written."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def quickstart_run(runs_dir, callbacks=(), wandb="disabled"):
+    experiment = get_experiment("quickstart")
+    overrides = {"max_epochs": 3}
+    return run_variant(
+        experiment, experiment.variant("fcn"), "smoke", runs_dir, overrides, seed=3, wandb=wandb, callbacks=callbacks
+    )
+
+
+def test_interrupted_run_resumes_and_ends_like_an_uninterrupted_one(tmp_path):
+    _, reference = quickstart_run(tmp_path / "reference")
+    interrupted = tmp_path / "interrupted"
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        quickstart_run(interrupted, callbacks=[Crash(epoch=2)])
+    (run_dir,) = interrupted.glob("quickstart/fcn/*")
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file() and not (run_dir / "metrics.json").exists()
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 1
+    status, resumed = quickstart_run(interrupted)
+    assert status == "finished" and resumed["resumed_from"].endswith("last.ckpt")
+    assert resumed["timings"]["steps"] == reference["timings"]["steps"]
+    assert resumed["metrics"] == reference["metrics"]
+    assert resumed["per_class"] == reference["per_class"]
+
+
+def test_finished_variant_is_skipped(tmp_path):
+    status, first = quickstart_run(tmp_path)
+    assert status == "finished"
+    status, second = quickstart_run(tmp_path)
+    assert status == "skipped" and second == first
+
+
+def test_corrupt_metrics_file_is_reported_and_never_used(tmp_path, capsys):
+    _, record = quickstart_run(tmp_path)
+    path = next(tmp_path.glob("quickstart/fcn/*/metrics.json"))
+    path.write_text(json.dumps(record)[:100])
+    with pytest.raises(CorruptRecordError, match=r"metrics\.json is not valid JSON"):
+        read_record(path)
+    records, problems = load_records(tmp_path, "quickstart")
+    assert records == [] and len(problems) == 1
+    assert main(["table", "quickstart", "--runs-dir", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "is not valid JSON" in captured.err and "Left out of the table" in captured.err
+    assert "| fcn | — | not run |" in captured.out
+    path.write_text(json.dumps({"experiment": "quickstart"}))
+    with pytest.raises(CorruptRecordError, match="lacks the fields"):
+        read_record(path)
+    with pytest.warns(UserWarning, match="Training the variant again"):
+        status, _ = quickstart_run(tmp_path)
+    assert status == "finished"
+
+
+def test_table_shows_measured_beside_paper_with_profile(tmp_path, capsys):
+    quickstart_run(tmp_path)
+    capsys.readouterr()
+    assert main(["table", "quickstart", "--runs-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    record = next(iter(load_records(tmp_path, "quickstart")[0]))
+    assert f"| fcn | — | {100 * record['metrics']['val/mIoU']:.1f} |" in out
+    assert "| smoke | cpu |" in out
+    png = tmp_path / "quickstart" / "table.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_wandb_offline_writes_a_syncable_run_and_disabled_writes_nothing(tmp_path):
+    quickstart_run(tmp_path / "offline", wandb="offline")
+    (run_dir,) = (tmp_path / "offline").glob("quickstart/fcn/*")
+    (offline_run,) = (run_dir / "wandb").glob("offline-run-*")
+    wandb_id = (run_dir / "wandb_id").read_text()
+    assert (offline_run / f"run-{wandb_id}.wandb").stat().st_size > 0
+    quickstart_run(tmp_path / "disabled", wandb="disabled")
+    (run_dir,) = (tmp_path / "disabled").glob("quickstart/fcn/*")
+    assert not (run_dir / "wandb").exists() and not (run_dir / "wandb_id").exists()
+
+
+def test_run_id_depends_on_settings():
+    recipe = {"lr": 0.01, "max_epochs": 2}
+    assert run_id("smoke", recipe, 0) == run_id("smoke", dict(reversed(recipe.items())), 0)
+    assert run_id("smoke", recipe, 0) != run_id("smoke", {**recipe, "lr": 0.02}, 0)
+    assert run_id("smoke", recipe, 0) != run_id("smoke", recipe, 1)
+
+
+def test_ddp_settings():
+    assert trainer_strategy("auto", 1) == {"devices": "auto", "num_nodes": 1}
+    assert trainer_strategy(2, 1)["strategy"] == "ddp"
+    assert trainer_strategy(1, 2)["use_distributed_sampler"] is False
+    with pytest.raises(ValueError, match="--num-nodes must be >= 1"):
+        trainer_strategy(1, 0)
+
+
+@pytest.mark.parametrize("name", experiment_names())
+def test_every_experiment_runs_its_smoke_profile(name, tmp_path):
+    experiment = get_experiment(name)
+    for variant in experiment.variants():
+        status, record = run_variant(experiment, variant, "smoke", tmp_path, wandb="disabled")
+        assert status == "finished"
+        assert 0.0 <= record["metrics"]["val/mIoU"] <= 1.0
