@@ -14,10 +14,9 @@ from typing import Any, ClassVar
 import lightning as L
 
 from datamodules.camvid import CamVidDataModule
-from datamodules.synthetic import SyntheticSegmentationDataModule
 from experiments.base import Experiment, Variant, register
+from experiments.builders import fcn_module, segmentation_module, synthetic_datamodule
 from lightning_modules.deeplab import DeepLabV3Plus
-from lightning_modules.fcn import FCN
 from lightning_modules.segmentation import SegmentationModule
 
 CAMVID_ROOT = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "camvid")
@@ -67,15 +66,7 @@ class CamVidBaselines(Experiment):
 
     def build_datamodule(self, recipe: Mapping[str, Any]) -> L.LightningDataModule:
         if recipe["data"] == "synthetic":
-            return SyntheticSegmentationDataModule(
-                num_classes=recipe["num_classes"],
-                image_size=recipe["image_size"],
-                num_train=recipe["num_train"],
-                num_val=recipe["num_val"],
-                num_test=recipe["num_val"],
-                batch_size=recipe["batch_size"],
-                num_workers=recipe["num_workers"],
-            )
+            return synthetic_datamodule(recipe)
         return CamVidDataModule(
             recipe["root"],
             crop_size=tuple(recipe["crop_size"]),
@@ -88,13 +79,7 @@ class CamVidBaselines(Experiment):
     def build_module(
         self, variant: Variant, recipe: Mapping[str, Any], datamodule: L.LightningDataModule
     ) -> SegmentationModule:
-        num_classes = datamodule.num_classes
         if variant.params["architecture"] == "fcn":
-            network = FCN(num_classes, backbone=recipe["backbone"], output_stride=8)
-            loss_weights = {"out": 1.0, "aux": recipe["aux_weight"]}
-        else:
-            network = DeepLabV3Plus(num_classes, backbone=recipe["backbone"], output_stride=16)
-            loss_weights = {"out": 1.0}
-        return SegmentationModule(
-            network, num_classes, loss_weights=loss_weights, lr=recipe["lr"], class_names=datamodule.class_names
-        )
+            return fcn_module(recipe, datamodule)
+        network = DeepLabV3Plus(datamodule.num_classes, backbone=recipe["backbone"], output_stride=16)
+        return segmentation_module(network, recipe, datamodule, {"out": 1.0})

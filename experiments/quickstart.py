@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from datamodules.synthetic import SyntheticSegmentationDataModule
 from experiments.base import Experiment, Variant, register
-from lightning_modules.fcn import FCN
+from experiments.builders import fcn_module, synthetic_datamodule
 from lightning_modules.segmentation import SegmentationModule
 
 
@@ -48,23 +48,9 @@ class Quickstart(Experiment):
         return [Variant("fcn", {"aux": True})]
 
     def build_datamodule(self, recipe: Mapping[str, Any]) -> SyntheticSegmentationDataModule:
-        return SyntheticSegmentationDataModule(
-            num_classes=recipe["num_classes"],
-            image_size=recipe["image_size"],
-            num_train=recipe["num_train"],
-            num_val=recipe["num_val"],
-            batch_size=recipe["batch_size"],
-            num_workers=recipe["num_workers"],
-        )
+        return synthetic_datamodule(recipe)
 
     def build_module(
         self, variant: Variant, recipe: Mapping[str, Any], datamodule: SyntheticSegmentationDataModule
     ) -> SegmentationModule:
-        network = FCN(datamodule.num_classes, backbone=recipe["backbone"], output_stride=8, **variant.params)
-        return SegmentationModule(
-            network,
-            datamodule.num_classes,
-            loss_weights={"out": 1.0, "aux": recipe["aux_weight"]},
-            lr=recipe["lr"],
-            class_names=datamodule.class_names,
-        )
+        return fcn_module(recipe, datamodule, **variant.params)

@@ -178,6 +178,9 @@ def plot_paper_table(experiment: Any, records: list[dict[str, Any]], path: str |
         series.append(
             (f"measured ({profile})", [None if latest.get(v.name) is None else 100 * latest[v.name] for v in variants])
         )
+    series = [(label, values) for label, values in series if any(value is not None for value in values)]
+    if not series:
+        series = [("measured", [None] * len(variants))]
     width = 0.8 / len(series)
     figure, axes = plt.subplots(figsize=(max(4, 1.6 * len(variants) + 2), 3.5))
     for i, (label, values) in enumerate(series):
