@@ -88,15 +88,18 @@ def list_experiments() -> None:
 
 def format_table(records: Sequence[dict[str, Any]]) -> str:
     """A markdown table of the validation scores of finished runs."""
+    from experiments.results import headline_metrics
+
+    (first, first_label), (second, second_label) = headline_metrics(list(records))
     lines = [
-        "| experiment | variant | profile | val mIoU | val pixel acc | fit time (s) | hardware |",
+        f"| experiment | variant | profile | val {first_label} | val {second_label} | fit time (s) | hardware |",
         "|---|---|---|---:|---:|---:|---|",
     ]
     for record in records:
         metrics = record["metrics"]
         lines.append(
             f"| {record['experiment']} | {record['variant']} | {record['profile']} "
-            f"| {metrics.get('val/mIoU', float('nan')):.4f} | {metrics.get('val/pixel_acc', float('nan')):.4f} "
+            f"| {metrics.get(f'val/{first}', float('nan')):.4f} | {metrics.get(f'val/{second}', float('nan')):.4f} "
             f"| {record['timings']['fit_seconds']:.0f} | {record['hardware']['device']} |"
         )
     return "\n".join(lines)

@@ -108,14 +108,25 @@ def load_records(runs_dir: str | os.PathLike, experiment: str) -> tuple[list[dic
 
 
 PROFILE_ORDER = {"smoke": 0, "small": 1, "paper": 2}
+# (metric, its label) pairs shown in tables: segmentation runs record mIoU, classification runs top-1.
+HEADLINES = {
+    "segmentation": (("mIoU", "mIoU"), ("pixel_acc", "pixel acc")),
+    "classification": (("top1", "top-1"), ("top5", "top-5")),
+}
+
+
+def headline_metrics(records: list[dict[str, Any]]) -> tuple[tuple[str, str], tuple[str, str]]:
+    """The two metrics a table shows: top-1 / top-5 for classification runs, else mIoU / pixel accuracy."""
+    classification = any("val/top1" in record["metrics"] for record in records)
+    return HEADLINES["classification" if classification else "segmentation"]
 
 
 def _percent(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f}"
 
 
-def _paper_mIoU(variant: Any) -> float | None:
-    return next((n.value for n in variant.paper if n.metric == "mIoU"), None)
+def _paper_value(variant: Any, metric: str) -> float | None:
+    return next((n.value for n in variant.paper if n.metric == metric), None)
 
 
 def _eval_record(record: dict[str, Any], runs_dir: Path) -> dict[str, Any] | None:
@@ -135,11 +146,12 @@ def paper_table(experiment: Any, records: list[dict[str, Any]], runs_dir: str | 
     only in the ``paper`` profile; the profile column says which one produced it.
     """
     runs_dir = Path(runs_dir)
+    (first, first_label), (second, second_label) = headline_metrics(records)
     lines = [
         f"### {experiment.paper}: {experiment.table}",
         "",
-        "| variant | paper | measured val mIoU | val pixel acc | test mIoU | test boundary F (3 px) | profile "
-        "| hardware | fit time (s) |",
+        f"| variant | paper | measured val {first_label} | val {second_label} | test mIoU | test boundary F (3 px) "
+        "| profile | hardware | fit time (s) |",
         "|---|---|---:|---:|---:|---:|---|---|---:|",
     ]
     by_variant: dict[str, list[dict[str, Any]]] = {}
@@ -156,15 +168,15 @@ def paper_table(experiment: Any, records: list[dict[str, Any]], runs_dir: str | 
             test_miou = _percent(tested["mIoU"]) if tested else "—"
             boundary = _percent(next(iter(tested["boundary_F"].values()))) if tested else "—"
             lines.append(
-                f"| {variant.name} | {paper} | {_percent(metrics.get('val/mIoU'))} "
-                f"| {_percent(metrics.get('val/pixel_acc'))} | {test_miou} | {boundary} | {record['profile']} "
+                f"| {variant.name} | {paper} | {_percent(metrics.get(f'val/{first}'))} "
+                f"| {_percent(metrics.get(f'val/{second}'))} | {test_miou} | {boundary} | {record['profile']} "
                 f"| {record['hardware']['device']} | {record['timings']['fit_seconds']:.0f} |"
             )
     return "\n".join(lines)
 
 
 def plot_paper_table(experiment: Any, records: list[dict[str, Any]], path: str | os.PathLike) -> Path:
-    """A PNG bar chart of paper mIoU beside measured validation mIoU, one bar per profile."""
+    """A PNG bar chart of the paper's headline metric (mIoU or top-1) beside the measured one, one bar per profile."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -172,9 +184,10 @@ def plot_paper_table(experiment: Any, records: list[dict[str, Any]], path: str |
 
     variants = experiment.variants()
     profiles = sorted({r["profile"] for r in records}, key=lambda p: PROFILE_ORDER.get(p, 3))
-    series = [("paper", [_paper_mIoU(v) for v in variants])]
+    (metric, label), _ = headline_metrics(records)
+    series = [("paper", [_paper_value(v, metric) for v in variants])]
     for profile in profiles:
-        latest = {r["variant"]: r["metrics"].get("val/mIoU") for r in records if r["profile"] == profile}
+        latest = {r["variant"]: r["metrics"].get(f"val/{metric}") for r in records if r["profile"] == profile}
         series.append(
             (f"measured ({profile})", [None if latest.get(v.name) is None else 100 * latest[v.name] for v in variants])
         )
@@ -187,7 +200,7 @@ def plot_paper_table(experiment: Any, records: list[dict[str, Any]], path: str |
         xs = [j + i * width for j, value in enumerate(values) if value is not None]
         axes.bar(xs, [value for value in values if value is not None], width, label=label)
     axes.set_xticks([j + width * (len(series) - 1) / 2 for j in range(len(variants))], [v.name for v in variants])
-    axes.set_ylabel("mIoU (%)")
+    axes.set_ylabel(f"{label} (%)")
     axes.set_title(f"{experiment.paper}: {experiment.table}", fontsize=9)
     axes.legend(fontsize=8)
     figure.tight_layout()

@@ -109,7 +109,7 @@ class SegmentationModule(L.LightningModule):
     def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
         _, losses = self._shared_step(batch)
         if not torch.isfinite(losses["loss"]):
-            terms = {key: float(value) for key, value in losses.items()}
+            terms = {key: float(value.detach()) for key, value in losses.items()}
             raise FloatingPointError(
                 f"the training loss is not finite at step {self.global_step}: {terms}. "
                 "Lower the learning rate, or check the images for NaN / Inf values."

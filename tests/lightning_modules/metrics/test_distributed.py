@@ -1,11 +1,14 @@
 """Scores over a split under DDP (2 CPU processes, gloo) equal the single-process scores."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from datamodules.synthetic import SyntheticSegmentationDataModule
 from lightning_modules.metrics import BoundaryFScore, SegmentationScores
@@ -41,6 +44,8 @@ def split_scores() -> dict:
 
 
 def worker(rank: int, store: str, out: str) -> None:
+    """One DDP process; run as ``python test_distributed.py RANK STORE OUT`` (a fresh interpreter: forking
+    a pytest process whose earlier tests started OpenMP or W&B threads can deadlock)."""
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     try:
         result = split_scores()
@@ -53,7 +58,18 @@ def worker(rank: int, store: str, out: str) -> None:
 def test_ddp_scores_equal_single_process(tmp_path):
     single = split_scores()
     assert single["seen"] == NUM_VAL
-    mp.start_processes(worker, args=(str(tmp_path / "store"), str(tmp_path / "out")), nprocs=2, start_method="fork")
+    root = Path(__file__).resolve().parents[3]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+    }
+    workers = [
+        subprocess.Popen([sys.executable, __file__, str(rank), str(tmp_path / "store"), str(tmp_path / "out")], env=env)
+        for rank in range(2)
+    ]
+    for process in workers:
+        assert process.wait(timeout=120) == 0
     ranks = [json.loads((tmp_path / f"out.{rank}").read_text()) for rank in range(2)]
     # each process saw a disjoint part of the split, together all of it once
     assert sorted(r["seen"] for r in ranks) == [2, 3]
@@ -62,3 +78,7 @@ def test_ddp_scores_equal_single_process(tmp_path):
         assert result["iou"] == single["iou"]
         assert result["pixel_acc"] == single["pixel_acc"]
         assert result["boundary"] == pytest.approx(single["boundary"], abs=1e-12)
+
+
+if __name__ == "__main__":
+    worker(int(sys.argv[1]), sys.argv[2], sys.argv[3])

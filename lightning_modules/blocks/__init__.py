@@ -1,0 +1,27 @@
+"""Attention blocks: small ``nn.Module``s, each with its paper's equation; usable without Lightning."""
+
+from lightning_modules.blocks.channel import (
+    ATTENTION_LAYERS,
+    CBAM,
+    ECA,
+    CBAMChannelGate,
+    CBAMSpatialGate,
+    SqueezeExcite,
+    eca_kernel_size,
+    get_attention,
+    make_attention,
+    reduced_channels,
+)
+
+__all__ = [
+    "ATTENTION_LAYERS",
+    "CBAM",
+    "ECA",
+    "CBAMChannelGate",
+    "CBAMSpatialGate",
+    "SqueezeExcite",
+    "eca_kernel_size",
+    "get_attention",
+    "make_attention",
+    "reduced_channels",
+]
