@@ -64,6 +64,37 @@ def make_loader(dataset: Dataset, batch_size: int, train: bool, num_workers: int
     )
 
 
+class SplitLoaders:
+    """The four loaders of a DataModule whose ``setup`` fills ``train_set`` / ``val_set`` / ``test_set``.
+
+    Batches are ``(images (B, 3, H, W), targets)``; training shuffles and drops the last partial batch,
+    evaluation keeps the order (see :func:`make_loader`). ``predict`` uses the test split.
+    """
+
+    batch_size: int
+    num_workers: int
+    train_set: Dataset | None = None
+    val_set: Dataset | None = None
+    test_set: Dataset | None = None
+
+    def _loader(self, dataset: Dataset | None, train: bool = False) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError(f"{type(self).__name__}.setup() must be called before the dataloaders.")
+        return make_loader(dataset, self.batch_size, train=train, num_workers=self.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set)
+
+
 def read_image(path: Path) -> np.ndarray:
     """RGB uint8 ``(H, W, 3)``; a clear error for a missing or undecodable file."""
     try:

@@ -23,7 +23,7 @@ from torchvision import datasets
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms import v2
 
-from datamodules.base import default_num_workers, make_loader
+from datamodules.base import SplitLoaders, default_num_workers
 from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 SPLITS = ("train", "val")
@@ -98,7 +98,7 @@ class _ClassFolder(datasets.ImageFolder):
         return sorted(mapping, key=mapping.get), mapping
 
 
-class ImageNetDataModule(L.LightningDataModule):
+class ImageNetDataModule(SplitLoaders, L.LightningDataModule):
     """ImageNet train / val from ``root/train/<wnid>`` and ``root/val/<wnid>`` (see the module docstring).
 
     Args:
@@ -175,19 +175,9 @@ class ImageNetDataModule(L.LightningDataModule):
         if self.val_set is None:
             self.val_set = self._dataset("val", imagenet_eval_transforms(self.crop_size, self.resize_size))
 
-    def _loader(self, dataset: datasets.ImageFolder | None, train: bool = False) -> DataLoader:
-        if dataset is None:
-            raise RuntimeError("ImageNetDataModule.setup() must be called before the dataloaders.")
-        return make_loader(dataset, self.batch_size, train=train, num_workers=self.num_workers)
-
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled batches of (B, 3, 224, 224) images and (B,) labels; drops the last partial batch."""
-        return self._loader(self.train_set, train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        """Validation batches of (B, 3, 224, 224) centre crops and (B,) labels, in order."""
-        return self._loader(self.val_set)
-
     def test_dataloader(self) -> DataLoader:
         """The validation split again (the papers report ImageNet val)."""
         return self._loader(self.val_set)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from datamodules.base import IGNORE_INDEX, make_loader
+from datamodules.base import IGNORE_INDEX, SplitLoaders
 from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 MIN_IMAGE_SIDE = 16
@@ -317,7 +317,7 @@ class SyntheticScenes(Dataset):
         return (image_t - self._mean) / self._std, torch.from_numpy(mask).long()
 
 
-class SyntheticSegmentationDataModule(L.LightningDataModule):
+class SyntheticSegmentationDataModule(SplitLoaders, L.LightningDataModule):
     """Train / val / test splits of :class:`SyntheticScenes`.
 
     All splits share ``seed``; train uses scenes ``0..num_train-1``, val scenes from ``VAL_INDEX_OFFSET``
@@ -364,24 +364,3 @@ class SyntheticSegmentationDataModule(L.LightningDataModule):
         self.train_set = self._scenes(self.num_train, 0)
         self.val_set = self._scenes(self.num_val, VAL_INDEX_OFFSET)
         self.test_set = self._scenes(self.num_test, TEST_INDEX_OFFSET)
-
-    def _loader(self, dataset: SyntheticScenes | None, train: bool = False) -> DataLoader:
-        if dataset is None:
-            raise RuntimeError("SyntheticSegmentationDataModule.setup() must be called before the dataloaders.")
-        return make_loader(dataset, self.batch_size, train=train, num_workers=self.num_workers)
-
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled batches of (B, 3, H, W) images and (B, H, W) masks; drops the last partial batch."""
-        return self._loader(self.train_set, train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        """Validation batches of (B, 3, H, W) images and (B, H, W) masks, in order."""
-        return self._loader(self.val_set)
-
-    def test_dataloader(self) -> DataLoader:
-        """Test batches of (B, 3, H, W) images and (B, H, W) masks, in order."""
-        return self._loader(self.test_set)
-
-    def predict_dataloader(self) -> DataLoader:
-        """The test loader."""
-        return self._loader(self.test_set)

@@ -20,9 +20,9 @@ import math
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from datamodules.base import make_loader
+from datamodules.base import SplitLoaders
 from datamodules.synthetic import (
     _NOISE_STD,
     _OBJECT_CLASSES,
@@ -128,7 +128,7 @@ class SyntheticClassification(Dataset):
         return (image_t - self._mean) / self._std, label
 
 
-class SyntheticClassificationDataModule(L.LightningDataModule):
+class SyntheticClassificationDataModule(SplitLoaders, L.LightningDataModule):
     """Train / val / test splits of :class:`SyntheticClassification`.
 
     Train uses images ``0..num_train-1``, val images from ``VAL_INDEX_OFFSET`` and test images from
@@ -174,20 +174,3 @@ class SyntheticClassificationDataModule(L.LightningDataModule):
         self.train_set = self._images(self.num_train, 0)
         self.val_set = self._images(self.num_val, VAL_INDEX_OFFSET)
         self.test_set = self._images(self.num_test, TEST_INDEX_OFFSET)
-
-    def _loader(self, dataset: SyntheticClassification | None, train: bool = False) -> DataLoader:
-        if dataset is None:
-            raise RuntimeError("SyntheticClassificationDataModule.setup() must be called before the dataloaders.")
-        return make_loader(dataset, self.batch_size, train=train, num_workers=self.num_workers)
-
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled batches of (B, 3, H, W) images and (B,) labels; drops the last partial batch."""
-        return self._loader(self.train_set, train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        """Validation batches of (B, 3, H, W) images and (B,) labels, in order."""
-        return self._loader(self.val_set)
-
-    def test_dataloader(self) -> DataLoader:
-        """Test batches of (B, 3, H, W) images and (B,) labels, in order."""
-        return self._loader(self.test_set)
