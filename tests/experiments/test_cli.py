@@ -89,3 +89,14 @@ def test_eval_rejects_a_foreign_checkpoint(tmp_path, capsys):
     torch.save({"state_dict": {}}, path)
     assert main(["eval", "--ckpt", str(path)]) == 2
     assert "has no 'run' entry" in capsys.readouterr().err
+
+
+def test_table_settings_column_names_only_the_overrides():
+    from experiments.results import recipe_changes
+
+    experiment = get_experiment("baselines.camvid")
+    recipe = json.loads(json.dumps(experiment.recipe("small", {"pretrained": False, "max_epochs": 6})))
+    assert recipe["crop_size"] == [360, 480]  # stored as JSON: the tuple is a list now, and is not a change
+    record = {"profile": "small", "recipe": recipe}
+    assert recipe_changes(experiment, record) == "pretrained=False, max_epochs=6"
+    assert recipe_changes(experiment, {"profile": "small", "recipe": experiment.recipe("small")}) == "—"
