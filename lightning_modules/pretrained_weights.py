@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
+
 PYPI_EXTRA = "weights"
 
 
@@ -178,3 +180,35 @@ def load_checked(
         )
     module.load_state_dict({key: state[key] for key in own}, strict=True)
     return unused
+
+
+class InputRenormalization(nn.Module):
+    """Turn images normalised with the DataModules' ImageNet mean / std into what pretrained weights expect.
+
+    Every DataModule normalises with ``IMAGENET_MEAN`` / ``IMAGENET_STD``; weights converted from
+    TensorFlow (EfficientNet-Lite: mean = std = 0.5, i.e. inputs in [-1, 1]) expect another
+    normalisation, which timm records in the model's ``pretrained_cfg``. This fixed per-channel affine
+    map, ``x' = (x · std_data + mean_data − mean_model) / std_model``, feeds them what they were trained on.
+    Shapes: ``(B, 3, H, W) → (B, 3, H, W)``.
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        data_mean, data_std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+        mean, std = torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
+        self.register_buffer("scale", (data_std / std).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("shift", ((data_mean - mean) / std).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale.to(x.dtype) + self.shift.to(x.dtype)
+
+
+def input_renormalization(model: nn.Module, in_chans: int) -> InputRenormalization | None:
+    """The :class:`InputRenormalization` of a timm model whose pretrained normalisation is not ImageNet's, else None."""
+    config = getattr(model, "pretrained_cfg", None) or {}
+    mean, std = config.get("mean"), config.get("std")
+    if in_chans != 3 or mean is None or std is None:
+        return None
+    if tuple(mean) == IMAGENET_MEAN and tuple(std) == IMAGENET_STD:
+        return None
+    return InputRenormalization(mean, std)

