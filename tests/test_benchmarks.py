@@ -1,8 +1,9 @@
-"""The benchmark fixtures stay valid for the DataModules, and the data pipeline benchmark runs end to end."""
+"""The benchmark fixtures stay valid for the DataModules; the data pipeline and position attention benchmarks run."""
 
 from __future__ import annotations
 
 import importlib.util
+import math
 import multiprocessing
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from types import ModuleType
 
 import numpy as np
 import pytest
+import torch
 
 from datamodules import (
     IGNORE_INDEX,
@@ -36,6 +38,7 @@ def load_script(name: str) -> ModuleType:
 
 fixtures = load_script("fixtures")
 data_pipeline = load_script("data_pipeline")
+position_attention = load_script("position_attention")
 
 
 @pytest.mark.parametrize(
@@ -87,3 +90,29 @@ def test_quick_benchmark_prints_a_row_per_dataset(capsys: pytest.CaptureFixture[
         assert result.loader_ips > 0 and result.model_ips is not None and result.model_ips > 0
         assert row[-1].strip() == ("yes" if result.loader_ips >= result.model_ips else "no")
     assert set(multiprocessing.active_children()) <= children, "the loader workers are shut down after each dataset"
+
+
+def test_position_attention_benchmark_reports_finite_ratios(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--device", "cpu", "--batch", "1", "--feature-size", "6", "5", "--channels", "16"]
+    argv += ["--full-size", "4", "8", "--crop", "32", "--repeats", "1", "--warmup", "0"]
+    rows = position_attention.main(argv)
+    out = capsys.readouterr().out
+    assert [row.benchmark for row in rows] == ["pam_train", "pam_full", "step"]
+    printed = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith(("| pam_", "| step"))]
+    assert len(printed) == 3
+    for row, cells in zip(rows, printed, strict=True):
+        assert row.time_ratio > 0 and math.isfinite(row.time_ratio)
+        assert float(cells[6]) > 0 and math.isfinite(float(cells[6]))
+        assert row.memory_ratio is None and cells[9].strip() == "n/a", "a CPU allocator keeps no peak"
+
+
+def test_position_attention_benchmark_reports_oom_instead_of_crashing() -> None:
+    def out_of_memory() -> None:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    measurement = position_attention.measure(out_of_memory, torch.device("cpu"), warmup=0, repeats=1)
+    assert measurement.oom and measurement.ms is None
+    row = position_attention.Comparison(
+        "pam_full", "1×512×128×256", 1, position_attention.Measurement(5.0, None), measurement
+    )
+    assert row.time_ratio is None and "| OOM |" in position_attention.table([row])

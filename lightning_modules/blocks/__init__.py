@@ -12,6 +12,7 @@ from lightning_modules.blocks.channel import (
     make_attention,
     reduced_channels,
 )
+from lightning_modules.blocks.dual_attention import ChannelAttention, PositionAttention
 
 __all__ = [
     "ATTENTION_LAYERS",
@@ -19,6 +20,8 @@ __all__ = [
     "ECA",
     "CBAMChannelGate",
     "CBAMSpatialGate",
+    "ChannelAttention",
+    "PositionAttention",
     "SqueezeExcite",
     "eca_kernel_size",
     "get_attention",

@@ -1,0 +1,105 @@
+"""DANet experiments: registered tables, recipes, what each row builds, the official test protocols."""
+
+import pytest
+
+from datamodules.cityscapes import CityscapesDataModule
+from experiments.base import experiment_names, get_experiment
+from experiments.builders import CAMVID_SMALL
+from experiments.danet import CITYSCAPES_MS_SCALES, backbone_name, evaluation
+from lightning_modules.danet import DANet
+from lightning_modules.fcn import FCN
+
+NAMES = ("ablation", "strategies", "cityscapes_test", "pascal_context", "coco_stuff", "pascal_voc")
+# The paper profile with a network that builds in a blink; the data stays the paper's.
+TINY_BACKBONE = {"backbone": "test_resnet", "pretrained": False}
+
+
+def test_experiments_are_registered_with_paper_numbers():
+    for name in NAMES:
+        assert f"danet.{name}" in experiment_names()
+        experiment = get_experiment(f"danet.{name}")
+        assert {"smoke", "paper"} <= set(experiment.recipes)
+        assert all(any(n.metric == "mIoU" for n in variant.paper) for variant in experiment.variants())
+    ablation = get_experiment("danet.ablation")
+    assert set(ablation.recipes) == {"smoke", "small", "paper"}
+    names = [v.name for v in ablation.variants()]
+    assert names == [f"{head}-R{depth}" for depth in (50, 101) for head in ("FCN", "PAM", "CAM", "DANet")]
+    assert ablation.variant("FCN-R101").paper[0].value == 72.54
+    assert "CASIA-IVA-Lab/DANet#27" in ablation.variant("FCN-R50").paper[0].source
+
+
+def test_paper_recipes():
+    ablation = get_experiment("danet.ablation").recipe("paper")
+    assert (ablation["crop_size"], ablation["base_size"], ablation["batch_size"]) == (768, 1024, 8)
+    assert (ablation["lr"], ablation["dual_lr"], ablation["max_epochs"]) == (0.01, 0.003, 180)
+    assert ablation["scale_range"] == (1.0, 1.0) and ablation["aux_weight"] == 0.0
+    strategies = get_experiment("danet.strategies").recipe("paper")
+    assert (strategies["max_epochs"], strategies["scale_range"], strategies["multi_grid"]) == (
+        240,
+        (0.75, 2.0),
+        (4, 8, 16),
+    )
+    assert get_experiment("danet.pascal_context").recipe("paper")["data"] == "pascal_context60"
+    assert get_experiment("danet.coco_stuff").recipe("paper")["max_epochs"] == 180
+
+
+def test_small_profile_is_the_camvid_recipe_with_one_learning_rate():
+    small = get_experiment("danet.ablation").recipe("small")
+    assert {key: small[key] for key in CAMVID_SMALL} == CAMVID_SMALL
+    assert small["dual_lr"] == small["lr"]
+
+
+def test_ablation_rows_build_their_heads_losses_and_learning_rates():
+    experiment = get_experiment("danet.ablation")
+    recipe = experiment.recipe("smoke")
+    datamodule = experiment.build_datamodule(recipe)
+    expected = {"FCN": (None, None), "PAM": (True, False), "CAM": (False, True), "DANet": (True, True)}
+    for variant in experiment.variants():
+        module = experiment.build_module(variant, recipe, datamodule)
+        network = module.network
+        label = variant.name.split("-")[0]
+        if label == "FCN":
+            assert isinstance(network, FCN) and network.align_corners
+            assert module.loss_weights == {"out": 1.0}
+            continue
+        assert isinstance(network, DANet)
+        assert (network.head.sa is not None, network.head.sc is not None) == expected[label]
+        assert module.loss_weights == ({"out": 1.0, "pam": 1.0, "cam": 1.0} if label == "DANet" else {"out": 1.0})
+        assert module.eval_mode == "single"
+    paper = experiment.recipe("paper", TINY_BACKBONE)
+    paper_datamodule = experiment.build_datamodule(paper)
+    assert experiment.build_module(experiment.variant("DANet-R101"), paper, paper_datamodule).hparams.lr == 0.003
+    assert experiment.build_module(experiment.variant("PAM-R101"), paper, paper_datamodule).hparams.lr == 0.01
+
+
+def test_paper_rows_use_the_row_resnet_with_torchvision_weights():
+    recipe = get_experiment("danet.ablation").recipe("paper")
+    assert backbone_name(101, recipe) == "resnet101.tv_in1k"
+    assert backbone_name(101, {**recipe, "backbone": "test_resnet"}) == "test_resnet"
+
+
+def test_strategies_rows_change_augmentation_multi_grid_and_test_protocol():
+    experiment = get_experiment("danet.strategies")
+    recipe = experiment.recipe("paper", TINY_BACKBONE)
+    modules = {}
+    for variant in experiment.variants():
+        datamodule = experiment.build_datamodule(recipe)
+        modules[variant.name] = (experiment.build_module(variant, recipe, datamodule), datamodule)
+    baseline, baseline_data = modules["DANet-R101"]
+    assert isinstance(baseline_data, CityscapesDataModule) and baseline_data.scale_range == (1.0, 1.0)
+    assert modules["DANet-R101+DA"][1].scale_range == (0.75, 2.0)
+    assert baseline.network.backbone.body.layer4[0].conv1.dilation == (2, 2)
+    assert modules["DANet-R101+DA+MG"][0].network.backbone.body.layer4[0].conv1.dilation == (4, 4)
+    single = {"scales": (1.0,), "flip": True, "window": 768, "stride": 512, "combine": "logits", "align_corners": True}
+    assert (baseline.eval_mode, baseline.eval_kwargs) == ("multiscale", single)
+    ms = modules["DANet-R101+DA+MG+MS"][0]
+    assert ms.eval_kwargs == {**single, "scales": CITYSCAPES_MS_SCALES, "window": 1024}
+    with pytest.raises(FileNotFoundError, match="Cityscapes: the dataset folder not found"):
+        baseline_data.setup("fit")
+
+
+def test_evaluation_without_flip_or_window_is_a_single_pass():
+    recipe = get_experiment("danet.strategies").recipe("smoke")
+    assert evaluation(recipe, multi_scale=False) == ("single", {})
+    mode, kwargs = evaluation(recipe, multi_scale=True)
+    assert mode == "multiscale" and kwargs["flip"] and "stride" not in kwargs and kwargs["window"] is None

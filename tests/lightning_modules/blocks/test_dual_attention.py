@@ -1,0 +1,139 @@
+"""DANet's position and channel attention against formulas written out here, on random input."""
+
+import pytest
+import torch
+from torch import nn
+
+from lightning_modules.blocks import ChannelAttention, PositionAttention
+
+
+def n_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def randomised_pam(channels: int, mode: str, seed: int = 0) -> PositionAttention:
+    """A PAM with random weights and γ ≠ 0 (at init γ = 0 hides the attention)."""
+    torch.manual_seed(seed)
+    pam = PositionAttention(channels, mode=mode)
+    with torch.no_grad():
+        for p in pam.parameters():
+            p.copy_(torch.randn(p.shape) * 0.3)
+        pam.gamma.fill_(0.7)
+    return pam
+
+
+def pam_formula(pam: PositionAttention, x: torch.Tensor) -> torch.Tensor:
+    """Eq. (1)-(2) with einsum: E_i = γ Σ_j softmax_j(q_i · k_j) v_j + x_i, no 1/sqrt(d) scaling."""
+
+    def conv1x1(conv: nn.Conv2d) -> torch.Tensor:
+        return torch.einsum("oc,bchw->bohw", conv.weight[:, :, 0, 0], x) + conv.bias[:, None, None]
+
+    q, k, v = (conv1x1(conv).flatten(2) for conv in (pam.query_conv, pam.key_conv, pam.value_conv))
+    energy = torch.einsum("bdi,bdj->bij", q, k)  # (B, N, N)
+    weights = energy.exp() / energy.exp().sum(dim=-1, keepdim=True)
+    out = torch.einsum("bij,bcj->bci", weights, v).view_as(x)
+    return pam.gamma * out + x
+
+
+def test_fused_and_naive_pam_agree_with_each_other_and_the_formula():
+    x = torch.randn(2, 16, 7, 5)
+    outputs, grads = {}, {}
+    for mode in ("fused", "naive"):
+        pam = randomised_pam(16, mode)
+        inputs = x.clone().requires_grad_(True)
+        out = pam(inputs)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        outputs[mode] = out.detach()
+        grads[mode] = {"input": inputs.grad, **{name: p.grad for name, p in pam.named_parameters()}}
+        with torch.no_grad():
+            torch.testing.assert_close(out, pam_formula(pam, x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(outputs["fused"], outputs["naive"], rtol=1e-5, atol=1e-5)
+    params = {f"{conv}.{kind}" for conv in ("query_conv", "key_conv", "value_conv") for kind in ("weight", "bias")}
+    assert set(grads["fused"]) == {"input", "gamma", *params}
+    for name, grad in grads["fused"].items():
+        torch.testing.assert_close(grad, grads["naive"][name], rtol=1e-5, atol=1e-5, msg=name)
+
+
+def test_pam_parameters_and_identity_at_init():
+    # Official PAM_Module(512): query / key 512 -> 64 with bias, value 512 -> 512 with bias, gamma.
+    pam = PositionAttention(512)
+    assert pam.key_channels == 64
+    assert n_params(pam) == 2 * (512 * 64 + 64) + (512 * 512 + 512) + 1 == 328_321
+    x = torch.randn(1, 32, 4, 6)
+    torch.testing.assert_close(PositionAttention(32)(x), x)
+
+
+def test_pam_attention_weights_of_chosen_queries_are_rows_of_the_full_matrix():
+    pam = randomised_pam(16, "naive")
+    x = torch.randn(2, 16, 6, 5)
+    queries = torch.tensor([0, 7, 29])
+    weights = pam.attention_weights(x, queries)
+    q = pam.query_conv(x).flatten(2)
+    k = pam.key_conv(x).flatten(2)
+    full = torch.softmax(torch.einsum("bdi,bdj->bij", q, k), dim=-1)  # (B, N, N)
+    assert weights.shape == (2, 3, 30)
+    torch.testing.assert_close(weights, full[:, queries])
+    torch.testing.assert_close(weights.sum(dim=-1), torch.ones(2, 3))
+
+
+def test_pam_rejects_bad_input():
+    pam = PositionAttention(16)
+    with pytest.raises(ValueError, match=r"expects input of shape \(B, 16, H, W\)"):
+        pam(torch.randn(1, 8, 4, 4))
+    with pytest.raises(ValueError, match="mode must be one of"):
+        PositionAttention(16, mode="flash")
+    with pytest.raises(ValueError, match=r"queries must lie in \[0, N = H·W = 16\)"):
+        pam.attention_weights(torch.randn(1, 16, 4, 4), torch.tensor([16]))
+
+
+def cam_formula(x: torch.Tensor, gamma: float, mode: str) -> torch.Tensor:
+    """Eq. (3)-(4): E_j = β Σ_i X_ji A_i + A_j; official X = softmax(max - e), paper X = softmax(e)."""
+    a = x.flatten(2)  # (B, C, N)
+    energy = torch.einsum("bin,bjn->bij", a, a)
+    if mode == "official":
+        energy = energy.max(dim=-1, keepdim=True).values - energy
+    weights = energy.exp() / energy.exp().sum(dim=-1, keepdim=True)
+    return gamma * torch.einsum("bji,bin->bjn", weights, a).view_as(x) + x
+
+
+@pytest.mark.parametrize("mode", ["official", "paper"])
+def test_cam_equals_formula(mode):
+    torch.manual_seed(0)
+    x = torch.randn(2, 12, 5, 4) * 0.3
+    cam = ChannelAttention(mode)
+    with torch.no_grad():
+        cam.gamma.fill_(0.6)
+    torch.testing.assert_close(cam(x), cam_formula(x, 0.6, mode))
+    torch.testing.assert_close(cam.attention(x).sum(dim=-1), torch.ones(2, 12))
+
+
+def test_official_cam_is_softmax_of_minus_energy():
+    # Softmax is shift-invariant per row, so softmax(max - e) = softmax(-e): dissimilar channels weigh most.
+    x = torch.randn(1, 8, 3, 3) * 0.3
+    a = x.flatten(2)
+    energy = a @ a.transpose(1, 2)
+    torch.testing.assert_close(ChannelAttention("official").attention(x), torch.softmax(-energy, dim=-1))
+    torch.testing.assert_close(ChannelAttention("paper").attention(x), torch.softmax(energy, dim=-1))
+
+
+def test_cam_is_identity_at_init_and_has_one_parameter():
+    cam = ChannelAttention()
+    assert n_params(cam) == 1 and torch.count_nonzero(cam.gamma) == 0
+    x = torch.randn(2, 8, 3, 5)
+    torch.testing.assert_close(cam(x), x)
+    with pytest.raises(ValueError, match="mode must be one of"):
+        ChannelAttention("softmax")
+
+
+def test_cam_energies_stay_fp32_under_bf16_autocast():
+    # bf16 would round energies of ~N = 1024 terms by more than the softmax's scale.
+    torch.manual_seed(0)
+    x = torch.randn(1, 8, 32, 32) * 0.2
+    cam = ChannelAttention()
+    with torch.no_grad():
+        cam.gamma.fill_(1.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        attention = cam.attention(x.bfloat16())
+        out = cam(x.bfloat16())
+    assert attention.dtype == torch.float32 and out.dtype == torch.bfloat16
+    torch.testing.assert_close(attention, cam.attention(x.bfloat16().float()))
