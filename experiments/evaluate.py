@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
 
 from experiments.base import did_you_mean, get_experiment
@@ -59,6 +60,27 @@ def predict_kwargs(multi_scale: bool, flip: bool, sliding: bool, window: Sequenc
     return {"mode": "single"}
 
 
+def load_trained(
+    ckpt: str | Path, data: str | None = None, root: str | None = None
+) -> tuple[L.LightningModule, L.LightningDataModule, Mapping[str, Any]]:
+    """The LightningModule of a run's checkpoint with its trained weights, a DataModule, and the run's description.
+
+    The DataModule is the run's own (its recipe), or ``data`` (a ``--data`` name) read from ``root``.
+    """
+    checkpoint = load_checkpoint(ckpt)
+    run: Mapping[str, Any] = checkpoint["run"]
+    experiment = get_experiment(run["experiment"])
+    recipe = dict(run["recipe"])
+    if data is None:
+        datamodule = experiment.build_datamodule(recipe)
+    else:
+        kwargs = {"num_workers": recipe.get("num_workers")}
+        datamodule = datamodule_class(data)(root or recipe.get("root"), **kwargs)
+    module = experiment.build_module(experiment.variant(run["variant"]), recipe, datamodule)
+    module.load_state_dict(checkpoint["state_dict"])
+    return module, datamodule, run
+
+
 def evaluate_checkpoint(
     ckpt: str | Path,
     data: str | None = None,
@@ -72,22 +94,12 @@ def evaluate_checkpoint(
     device: str | None = None,
 ) -> dict[str, Any]:
     """Rebuild the run's network, load its weights and score it on ``split``; writes ``eval-<split>.json``."""
-    checkpoint = load_checkpoint(ckpt)
-    run: Mapping[str, Any] = checkpoint["run"]
-    experiment = get_experiment(run["experiment"])
-    variant = experiment.variant(run["variant"])
-    recipe = dict(run["recipe"])
-    if data is None:
-        datamodule = experiment.build_datamodule(recipe)
-    else:
-        kwargs = {"num_workers": recipe.get("num_workers")}
-        datamodule = datamodule_class(data)(root or recipe.get("root"), **kwargs)
     if split not in ("val", "test"):
         raise ValueError(f"split must be 'val' or 'test', got {split!r}.")
+    module, datamodule, run = load_trained(ckpt, data, root)
+    recipe = run["recipe"]
     datamodule.setup("validate" if split == "val" else "test")
     loader = datamodule.val_dataloader() if split == "val" else datamodule.test_dataloader()
-    module = experiment.build_module(variant, recipe, datamodule)
-    module.load_state_dict(checkpoint["state_dict"])
     if sliding and window is None and "crop_size" in recipe:
         crop = recipe["crop_size"]
         window = (crop, crop) if isinstance(crop, int) else tuple(crop)
