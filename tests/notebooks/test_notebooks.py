@@ -27,7 +27,7 @@ def artefacts() -> set[Path]:
 
 
 def test_there_are_notebooks():
-    assert {path.name for path in NOTEBOOKS} >= {"quickstart.ipynb", "results_explorer.ipynb"}
+    assert {path.name for path in NOTEBOOKS} >= {"quickstart.ipynb", "results_explorer.ipynb", "attention_maps.ipynb"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.name)
