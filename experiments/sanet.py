@@ -33,41 +33,26 @@ Tables 4-6 are VOC *test-server* numbers; ``run`` measures val.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 import lightning as L
 import torch
 
-from datamodules.pascal_context import PascalContext59DataModule, PascalContext60DataModule
-from datamodules.voc import VOCAugDataModule
 from experiments.base import Experiment, PaperNumber, Variant, register
-from experiments.builders import CAMVID_SMALL, backbone_kwargs, segmentation_datamodule, segmentation_module
+from experiments.builders import (
+    CAMVID_SMALL,
+    DATA_ROOT,
+    SEGMENTATION_SMOKE,
+    backbone_kwargs,
+    segmentation_datamodule,
+    segmentation_module,
+)
 from lightning_modules.pretrained_weights import load_checked, read_state_dict
 from lightning_modules.sanet import SANet, SANetModule
 from lightning_modules.segmentation import SegmentationModule
 
-DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
-PAPER_DATA = {
-    "pascal_context59": PascalContext59DataModule,
-    "pascal_context60": PascalContext60DataModule,
-    "voc": VOCAugDataModule,
-}
-
 SMOKE: dict[str, Any] = dict(
-    data="synthetic",
-    root=None,
-    backbone="test_resnet",
-    pretrained=False,
-    output_stride=8,
-    num_classes=6,
-    image_size=32,
-    num_train=16,
-    num_val=8,
-    batch_size=4,
-    max_epochs=1,
-    lr=0.01,
-    num_workers=0,
+    SEGMENTATION_SMOKE,
     alpha=0.2,
     beta=0.8,
 )
@@ -91,20 +76,6 @@ VOC_PAPER = dict(_PAPER, data="voc", root=str(DATA_ROOT / "voc"), max_epochs=80,
 
 _SEED = "[seed:000]"
 NETWORK_KEYS = ("sa_heads", "category", "dense", "dense_se")
-
-
-def sanet_datamodule(recipe: Mapping[str, Any]) -> L.LightningDataModule:
-    """PASCAL Context 59 / 60 or VOC-aug for the paper profile, else synthetic scenes or CamVid."""
-    if recipe["data"] not in PAPER_DATA:
-        return segmentation_datamodule(recipe)
-    return PAPER_DATA[recipe["data"]](
-        recipe["root"],
-        crop_size=recipe["crop_size"],
-        base_size=recipe["base_size"],
-        batch_size=recipe["batch_size"],
-        num_workers=recipe["num_workers"],
-        eval_short_side=recipe["eval_short_side"],
-    )
 
 
 def sanet_network(variant: Variant, recipe: Mapping[str, Any], num_classes: int) -> SANet:
@@ -132,7 +103,7 @@ class SANetExperiment(Experiment):
     paper = "SANet (Zhong et al., CVPR 2020)"
 
     def build_datamodule(self, recipe: Mapping[str, Any]) -> L.LightningDataModule:
-        return sanet_datamodule(recipe)
+        return segmentation_datamodule(recipe)
 
     def build_module(
         self, variant: Variant, recipe: Mapping[str, Any], datamodule: L.LightningDataModule
