@@ -21,21 +21,7 @@ def n_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def randomise(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Random weights, biases and BN statistics (the blocks start with zero biases / BN weight)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=generator) * 0.5)
-        for name, b in module.named_buffers():
-            if "running_mean" in name:
-                b.copy_(torch.randn(b.shape, generator=generator))
-            elif "running_var" in name:
-                b.copy_(torch.rand(b.shape, generator=generator) + 0.5)
-    return module
-
-
-def test_se_equals_formula():
+def test_se_equals_formula(randomise):
     torch.manual_seed(0)
     c, r = 64, 16
     se = randomise(SqueezeExcite(c)).eval()
@@ -70,7 +56,7 @@ def test_eca_adaptive_kernel_size_follows_the_paper(channels, k):
     assert eca.kernel_size == k and n_params(eca) == k
 
 
-def test_eca_equals_formula():
+def test_eca_equals_formula(randomise):
     torch.manual_seed(0)
     c, k = 32, 5
     eca = randomise(ECA(c, kernel_size=k))
@@ -94,7 +80,7 @@ def mlp(x: torch.Tensor, gate: CBAMChannelGate) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("pool_types", [("avg",), ("max",), ("avg", "max")])
-def test_cbam_channel_gate_equals_formula(pool_types):
+def test_cbam_channel_gate_equals_formula(randomise, pool_types):
     torch.manual_seed(0)
     gate = randomise(CBAMChannelGate(32, pool_types=pool_types))
     x = torch.randn(2, 32, 5, 6)
@@ -117,7 +103,7 @@ def spatial_formula(x: torch.Tensor, gate: CBAMSpatialGate) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("kernel_size", [3, 5, 7])
-def test_cbam_equals_formula(kernel_size):
+def test_cbam_equals_formula(randomise, kernel_size):
     torch.manual_seed(0)
     cbam = randomise(CBAM(32, spatial_kernel_size=kernel_size)).eval()
     x = torch.randn(2, 32, 9, 11)

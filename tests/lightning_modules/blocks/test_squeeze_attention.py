@@ -10,20 +10,6 @@ from torch import nn
 from lightning_modules.blocks.squeeze_attention import SqueezeAttention
 
 
-def randomise(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Random weights and BN statistics, so that BN and σ are not the identity / a constant."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=generator) * 0.3)
-        for name, b in module.named_buffers():
-            if "running_mean" in name:
-                b.copy_(torch.randn(b.shape, generator=generator))
-            elif "running_var" in name:
-                b.copy_(torch.rand(b.shape, generator=generator) + 0.5)
-    return module
-
-
 def conv_bn(x, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Tensor:
     """Convolution (no bias) and inference BatchNorm, written out."""
     y = F.conv2d(x, conv.weight, padding=conv.kernel_size[0] // 2, groups=conv.groups)
@@ -43,9 +29,9 @@ def pool_cells(x: torch.Tensor, r: int, reduce) -> torch.Tensor:
 
 @pytest.mark.parametrize("pool", ["max", "avg"])
 @pytest.mark.parametrize("activation", ["relu", "sigmoid"])
-def test_sa_equals_formula(pool, activation):
+def test_sa_equals_formula(randomise, pool, activation):
     torch.manual_seed(0)
-    sa = randomise(SqueezeAttention(16, pool=pool, attention_activation=activation)).eval()
+    sa = randomise(SqueezeAttention(16, pool=pool, attention_activation=activation), scale=0.3).eval()
     x = torch.randn(2, 16, 19, 23)  # not multiples of 8: the last pooling cells are partial
     conv1, bn1, _, conv2, bn2, _ = sa.main
     x_res = torch.relu(conv_bn(torch.relu(conv_bn(x, conv1, bn1)), conv2, bn2))
