@@ -147,6 +147,8 @@ def run_variant(
         **experiment.trainer_kwargs(recipe),
     )
     resume_from = last if last.is_file() else None
+    # The code that trains, taken before training: commits made while a long run goes on are not its code.
+    code = git_state()
     started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     seconds = time.perf_counter() - started
@@ -162,7 +164,7 @@ def run_variant(
         "seed": seed,
         "run_id": run_dir.name,
         "resumed_from": str(resume_from) if resume_from is not None else None,
-        "git": git_state(),
+        "git": code,
         **environment(),
         "world_size": trainer.world_size,
         "metrics": {f"val/{key}": value for key, value in scores.items() if key != "iou_per_class"},
