@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
-import platform
-import shlex
 import sys
 import tempfile
 import time
@@ -35,6 +32,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as `python benchmarks/data_pipeline.py`: make the packages importable
     sys.path.insert(0, str(REPO_ROOT))
 
+from benchmarks.common import print_header  # noqa: E402
 from benchmarks.fixtures import write_tree  # noqa: E402
 from datamodules import (  # noqa: E402
     IGNORE_INDEX,
@@ -285,17 +283,15 @@ def main(argv: Sequence[str] | None = None) -> list[Result]:
     """Run the benchmark and print its settings and table; return the rows."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    device = torch.device(args.device)
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "CPU"
     results = run(args)
-    print(f"command: {shlex.join(['python', 'benchmarks/data_pipeline.py', *argv])}")
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"device: {device} ({device_name}); CPUs: {os.cpu_count()} ({usable} usable by this process)")
-    print(f"torch {torch.__version__}; FCN {args.backbone}, output stride 8, aux head; batch size {args.batch_size}")
-    print(
-        f"loader: {args.batches} batches after {args.warmup}; model: {args.model_steps} steps after {args.model_warmup}"
+    print_header(
+        "data_pipeline.py",
+        argv,
+        torch.device(args.device),
+        f"FCN {args.backbone}, output stride 8, aux head; batch size {args.batch_size}",
+        f"loader: {args.batches} batches after {args.warmup}; "
+        f"model: {args.model_steps} steps after {args.model_warmup}",
     )
-    print()
     print(table(results))
     return results
 

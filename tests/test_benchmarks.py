@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import multiprocessing
 import sys
@@ -39,6 +40,7 @@ def load_script(name: str) -> ModuleType:
 fixtures = load_script("fixtures")
 data_pipeline = load_script("data_pipeline")
 position_attention = load_script("position_attention")
+common = load_script("common")
 
 
 @pytest.mark.parametrize(
@@ -92,27 +94,102 @@ def test_quick_benchmark_prints_a_row_per_dataset(capsys: pytest.CaptureFixture[
     assert set(multiprocessing.active_children()) <= children, "the loader workers are shut down after each dataset"
 
 
-def test_position_attention_benchmark_reports_finite_ratios(capsys: pytest.CaptureFixture[str]) -> None:
+def test_position_attention_benchmark_reports_every_mode_against_naive(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--device", "cpu", "--batch", "1", "--feature-size", "6", "5", "--channels", "16"]
-    argv += ["--full-size", "4", "8", "--crop", "32", "--repeats", "1", "--warmup", "0"]
+    argv += ["--full-size", "4", "8", "--repeats", "1", "--warmup", "0"]
     rows = position_attention.main(argv)
     out = capsys.readouterr().out
-    assert [row.benchmark for row in rows] == ["pam_train", "pam_full", "step"]
-    printed = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith(("| pam_", "| step"))]
-    assert len(printed) == 3
-    for row, cells in zip(rows, printed, strict=True):
-        assert row.time_ratio > 0 and math.isfinite(row.time_ratio)
-        assert float(cells[6]) > 0 and math.isfinite(float(cells[6]))
-        assert row.memory_ratio is None and cells[9].strip() == "n/a", "a CPU allocator keeps no peak"
+    assert [row.benchmark for row in rows] == ["pam_train", "pam_full"]
+    printed = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| pam_")]
+    assert [(cells[0].strip(), cells[2].strip()) for cells in printed] == [
+        (name, mode) for name in ("pam_train", "pam_full") for mode in ("fused", "fused_heads", "naive")
+    ]
+    for cells in printed:
+        assert float(cells[3]) > 0 and math.isfinite(float(cells[6]))
+        assert cells[5].strip() == "n/a" and cells[7].strip() == "n/a", "a CPU allocator keeps no peak"
+    for row in rows:
+        assert row.time_ratio("naive") == 1.0
 
 
 def test_position_attention_benchmark_reports_oom_instead_of_crashing() -> None:
     def out_of_memory() -> None:
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
 
-    measurement = position_attention.measure(out_of_memory, torch.device("cpu"), warmup=0, repeats=1)
-    assert measurement.oom and measurement.ms is None
+    oom = common.measure(out_of_memory, torch.device("cpu"), warmup=0, repeats=1)
+    assert oom.oom and oom.ms is None
     row = position_attention.Comparison(
-        "pam_full", "1×512×128×256", 1, position_attention.Measurement(5.0, None), measurement
+        "pam_full", "1×512×128×256", 1, {"fused": common.Measurement(5.0, 100.0), "naive": oom}
     )
-    assert row.time_ratio is None and "| OOM |" in position_attention.table([row])
+    assert row.time_ratio("fused") is None and row.memory_ratio("fused") is None
+    assert "| naive | OOM |" in position_attention.table([row])
+
+
+training_step = load_script("training_step")
+inference = load_script("inference")
+
+
+def test_variant_names_parse_into_precision_and_switches() -> None:
+    assert common.Variant.parse("bf16+cl+compile") == common.Variant("bf16+cl+compile", "bf16", True, True, "fused")
+    assert common.Variant.parse("naive") == common.Variant("naive", "fp32", False, False, "naive")
+    assert common.Variant.parse("tf32+fused_heads").pam_mode == "fused_heads"
+    for bad in ("fp16", "bf16+tf32", "cl+cl", "naive+fused_heads", ""):
+        with pytest.raises(ValueError, match="expected one of"):
+            common.Variant.parse(bad)
+
+
+def test_training_step_row_derives_rates_and_mfu_from_time_flops_and_peak() -> None:
+    # 8 images in 100 ms: 80 img/s; 2e12 FLOPs in 0.1 s: 20 TFLOP/s, half of a 40 TFLOP/s peak.
+    row = training_step.Row("danet", "bf16", 8, common.Measurement(100.0, 512.0), flops=2e12, peak_tflops=40.0)
+    assert row.images_per_second == pytest.approx(80.0)
+    assert row.achieved_tflops == pytest.approx(20.0)
+    assert row.mfu == pytest.approx(0.5)
+    oom = training_step.Row("danet", "fp32", 8, common.Measurement(None, None, oom=True), 2e12, 40.0)
+    assert oom.mfu is None and "| OOM |" in training_step.table([oom])
+
+
+def test_flop_count_of_a_convolution_step_matches_the_formula() -> None:
+    # Forward 2·B·Cout·H·W·Cin·k² multiply-adds as FLOPs; backward computes the input and the weight gradients.
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1, bias=False)
+    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+    forward = 2 * 2 * 4 * 8 * 8 * 3 * 9
+    assert training_step.count_flops(lambda: conv(x).sum().backward()) == 3 * forward
+
+
+def test_training_step_benchmark_measures_every_model_and_writes_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--device", "cpu", "--crop", "32", "--batch", "2", "--repeats", "1", "--warmup", "1"]  # ASPP BN: B > 1
+    argv += ["--variants", "fp32", "bf16+cl+compile", "naive", "--compile-backend", "eager", "--peak-size", "64"]
+    argv += ["--profile", "--top", "3", "--json", str(tmp_path / "steps.json")]
+    rows = training_step.main(argv)
+    out = capsys.readouterr().out
+    expected = [(model, "fp32") for model in common.MODELS] + [(model, "bf16+cl+compile") for model in common.MODELS]
+    assert sorted((row.model, row.variant) for row in rows) == sorted([*expected, ("danet", "naive")])
+    for row in rows:
+        assert row.measured.ms > 0 and row.flops > 0 and math.isfinite(row.mfu) and row.mfu > 0
+    danet = [row.flops for row in rows if row.model == "danet"]
+    assert len(danet) == 3 and len(set(danet)) == 1, "every variant of a model is charged its model FLOPs"
+    assert "top 3 kernels of fcn fp32" in out and "| danet | naive |" in out
+    saved = json.loads((tmp_path / "steps.json").read_text())
+    assert saved["benchmark"] == "training_step" and len(saved["rows"]) == len(rows)
+    assert saved["rows"][0]["flops"] == rows[0].flops and saved["profile"]
+
+
+def test_inference_benchmark_times_both_protocols(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--device", "cpu", "--image-size", "32", "64", "--window", "32", "--stride", "16", "--scales", "0.75"]
+    argv += ["--repeats", "1", "--warmup", "0", "--models", "fcn", "danet", "--variants", "fp32", "naive"]
+    argv += ["--json", str(tmp_path / "inference.json")]
+    rows = inference.main(argv)
+    out = capsys.readouterr().out
+    keys = [(row.model, row.variant, row.protocol) for row in rows]
+    assert keys == [
+        ("fcn", "fp32", "single"),
+        ("fcn", "fp32", "ms_flip"),
+        ("danet", "fp32", "single"),
+        ("danet", "fp32", "ms_flip"),
+        ("danet", "naive", "single"),
+        ("danet", "naive", "ms_flip"),
+    ]
+    assert all(row.measured.ms > 0 and row.images_per_second > 0 for row in rows)
+    assert "| danet | naive | single |" in out and "| n/a | n/a |" in out, "a CPU allocator keeps no peak"
+    assert json.loads((tmp_path / "inference.json").read_text())["rows"][-1]["protocol"] == "ms_flip"

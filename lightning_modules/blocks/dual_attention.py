@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-PositionMode = Literal["fused", "naive"]
+PositionMode = Literal["fused", "fused_heads", "naive"]
 ChannelMode = Literal["official", "paper"]
-POSITION_MODES = ("fused", "naive")
+POSITION_MODES = ("fused", "fused_heads", "naive")
 CHANNEL_MODES = ("official", "paper")
 
 
@@ -38,6 +38,16 @@ def _check_input(x: torch.Tensor, channels: int | None, block: str) -> None:
 def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
     """``x`` in fp32 if it is in a 16-bit float type, else unchanged (fp64 stays fp64)."""
     return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+def _tokens(features: torch.Tensor) -> torch.Tensor:
+    """``(B, C, H, W) → (B, N, C)`` with unit stride along C.
+
+    The fused attention kernels on CUDA (flash, memory-efficient, cuDNN) take only inputs whose last dimension
+    is contiguous and otherwise fall back silently to the math path, which builds the ``N × N`` matrix. The copy
+    costs ``B·N·C`` elements; channels_last features are already in this layout and are not copied.
+    """
+    return features.flatten(2).transpose(1, 2).contiguous()
 
 
 class PositionAttention(nn.Module):
@@ -56,13 +66,18 @@ class PositionAttention(nn.Module):
     memory-efficient kernel (which accepts a value width other than the query's) never stores the ``N × N``
     matrix (memory linear in N). PyTorch's CPU kernel needs equal query and value widths, so on a CPU the call
     takes PyTorch's math path, which does build the matrix.
-    ``mode="naive"`` builds the ``N × N`` softmax explicitly, as the official code does; both modes compute the
-    same function (the tests check forward and gradients to 1e-5).
+    ``mode="fused_heads"`` splits the value into ``C / d`` heads of the query's width ``d`` that share one
+    query and key: ``(B, C / d, N, d)`` each, the shape FlashAttention's kernels (CUDA and CPU) take, so that no
+    mode-specific kernel limits apply. It recomputes ``Q Kᵀ`` once per head: ``N² d (C / d - 1)`` more
+    multiply-adds than ``"fused"`` (1.8× the attention's FLOPs at C = 512, d = 64), for the faster kernel;
+    ``benchmarks/position_attention.py`` measures which wins. Needs ``C`` divisible by ``d``.
+    ``mode="naive"`` builds the ``N × N`` softmax explicitly, as the official code does; the three modes compute
+    the same function (the tests check forward and gradients to 1e-5).
 
     Args:
         channels: C (512 in DANet's head).
         reduction: ``C / d`` of the query and key (8 in the official code: 512 → 64).
-        mode: ``"fused"`` or ``"naive"``, see above.
+        mode: ``"fused"``, ``"fused_heads"`` or ``"naive"``, see above.
 
     Parameters: ``2 (C d + d) + C² + C + 1`` with ``d = C // reduction`` (328,321 for C = 512).
 
@@ -79,6 +94,11 @@ class PositionAttention(nn.Module):
             raise ValueError(f"PositionAttention mode must be one of {POSITION_MODES}, got {mode!r}.")
         self.channels = channels
         self.key_channels = channels // reduction
+        if mode == "fused_heads" and channels % self.key_channels:
+            raise ValueError(
+                f"mode='fused_heads' splits the {channels} value channels into heads of the query width "
+                f"{self.key_channels} = channels // reduction, which must divide channels; choose another reduction."
+            )
         self.mode = mode
         self.query_conv = nn.Conv2d(channels, self.key_channels, 1)
         self.key_conv = nn.Conv2d(channels, self.key_channels, 1)
@@ -87,17 +107,24 @@ class PositionAttention(nn.Module):
 
     def _queries_keys(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Queries and keys as ``(B, N, d)``."""
-        q = self.query_conv(x).flatten(2).transpose(1, 2)
-        k = self.key_conv(x).flatten(2).transpose(1, 2)
-        return q, k
+        return _tokens(self.query_conv(x)), _tokens(self.key_conv(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(x, self.channels, "PositionAttention")
         b, c, h, w = x.shape
         q, k = self._queries_keys(x)  # (B, N, d) each
-        v = self.value_conv(x).flatten(2).transpose(1, 2)  # (B, N, C)
+        v = _tokens(self.value_conv(x))  # (B, N, C)
         if self.mode == "fused":
             out = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None], scale=1.0)[:, 0]  # (B, N, C)
+        elif self.mode == "fused_heads":
+            n, d = q.shape[1], self.key_channels
+            heads = c // d
+            shared = (b, heads, n, d)
+            v_heads = v.reshape(b, n, heads, d).transpose(1, 2)  # (B, heads, N, d): channel block t = head t
+            out = F.scaled_dot_product_attention(
+                q[:, None].expand(shared), k[:, None].expand(shared), v_heads, scale=1.0
+            )  # (B, heads, N, d)
+            out = out.transpose(1, 2).reshape(b, n, c)
         else:
             attention = torch.softmax(q @ k.transpose(1, 2), dim=-1)  # (B, N, N), rows: queries i, columns: keys j
             out = attention @ v  # (B, N, C)

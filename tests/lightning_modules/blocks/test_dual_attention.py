@@ -35,10 +35,10 @@ def pam_formula(pam: PositionAttention, x: torch.Tensor) -> torch.Tensor:
     return pam.gamma * out + x
 
 
-def test_fused_and_naive_pam_agree_with_each_other_and_the_formula():
+def test_every_pam_mode_agrees_with_the_others_and_the_formula():
     x = torch.randn(2, 16, 7, 5)
     outputs, grads = {}, {}
-    for mode in ("fused", "naive"):
+    for mode in ("fused", "fused_heads", "naive"):
         pam = randomised_pam(16, mode)
         inputs = x.clone().requires_grad_(True)
         out = pam(inputs)
@@ -47,11 +47,49 @@ def test_fused_and_naive_pam_agree_with_each_other_and_the_formula():
         grads[mode] = {"input": inputs.grad, **{name: p.grad for name, p in pam.named_parameters()}}
         with torch.no_grad():
             torch.testing.assert_close(out, pam_formula(pam, x), rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(outputs["fused"], outputs["naive"], rtol=1e-5, atol=1e-5)
     params = {f"{conv}.{kind}" for conv in ("query_conv", "key_conv", "value_conv") for kind in ("weight", "bias")}
-    assert set(grads["fused"]) == {"input", "gamma", *params}
-    for name, grad in grads["fused"].items():
-        torch.testing.assert_close(grad, grads["naive"][name], rtol=1e-5, atol=1e-5, msg=name)
+    for mode in ("fused", "fused_heads"):
+        torch.testing.assert_close(outputs[mode], outputs["naive"], rtol=1e-5, atol=1e-5)
+        assert set(grads[mode]) == {"input", "gamma", *params}
+        for name, grad in grads[mode].items():
+            torch.testing.assert_close(grad, grads["naive"][name], rtol=1e-5, atol=1e-5, msg=f"{mode} {name}")
+
+
+def test_fused_heads_pam_takes_the_flash_kernel_and_never_builds_the_n_by_n_matrix():
+    # On a CPU "fused" falls back to PyTorch's math path (query width 2 ≠ value width 16), which multiplies
+    # out the (B, N, N) matrix; "fused_heads" gives equal widths and reaches the flash kernel.
+    x = torch.randn(1, 16, 8, 8)
+    ops = {}
+    for mode in ("fused", "fused_heads"):
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
+            randomised_pam(16, mode)(x)
+        ops[mode] = {(event.key, str(event.input_shapes)) for event in prof.key_averages(group_by_input_shape=True)}
+    assert any("flash_attention" in op for op, _ in ops["fused_heads"])
+    assert not any("flash_attention" in op for op, _ in ops["fused"])
+    n_by_n = "[1, 1, 64, 64]"  # the math path's (B, heads, N, N) scores
+    assert any(n_by_n in shapes for _, shapes in ops["fused"])
+    assert not any("64, 64]" in shapes for _, shapes in ops["fused_heads"])
+
+
+@pytest.mark.parametrize("mode", ["fused", "fused_heads"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fused_pam_gives_sdpa_inputs_with_a_contiguous_last_dimension(mode, channels_last, monkeypatch):
+    # CUDA's fused kernels reject any other stride and fall back to the math path's N × N matrix.
+    strides = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def recording_sdpa(q, k, v, **kwargs):
+        strides.extend(t.stride(-1) for t in (q, k, v))
+        return sdpa(q, k, v, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording_sdpa)
+    pam = randomised_pam(16, mode)
+    x = torch.randn(2, 16, 5, 6)
+    if channels_last:
+        pam = pam.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(pam(x), pam_formula(pam, x), rtol=1e-5, atol=1e-5)
+    assert strides == [1, 1, 1]
 
 
 def test_pam_parameters_and_identity_at_init():
@@ -82,6 +120,8 @@ def test_pam_rejects_bad_input():
         pam(torch.randn(1, 8, 4, 4))
     with pytest.raises(ValueError, match="mode must be one of"):
         PositionAttention(16, mode="flash")
+    with pytest.raises(ValueError, match="heads of the query width 3"):
+        PositionAttention(20, reduction=6, mode="fused_heads")
     with pytest.raises(ValueError, match=r"queries must lie in \[0, N = H·W = 16\)"):
         pam.attention_weights(torch.randn(1, 16, 4, 4), torch.tensor([16]))
 
