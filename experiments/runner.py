@@ -82,6 +82,16 @@ def run_id(profile: str, recipe: Mapping[str, Any], seed: int) -> str:
     return f"{profile}-seed{seed}-{digest}"
 
 
+def compile_network(module: L.LightningModule) -> None:
+    """``torch.compile`` the module's ``network`` in place (``nn.Module.compile``: the state-dict keys stay)."""
+    network = getattr(module, "network", None)
+    if not isinstance(network, torch.nn.Module):
+        raise ValueError(
+            f"compile=True needs a LightningModule with a `network` attribute; {type(module).__name__} has none."
+        )
+    network.compile()
+
+
 def trainer_strategy(devices: int | str, num_nodes: int) -> dict[str, Any]:
     """Lightning DDP when more than one process trains, else the defaults (SyncBatchNorm: see run_variant)."""
     if num_nodes < 1:
@@ -120,6 +130,8 @@ def run_variant(
     L.seed_everything(seed, workers=True)
     datamodule = experiment.build_datamodule(recipe)
     module = experiment.build_module(variant, recipe, datamodule)
+    if recipe.get("compile", False):
+        compile_network(module)
     strategy = trainer_strategy(devices, num_nodes)
     if "strategy" in strategy:
         # timm's conversion keeps the fused activation of its BatchNormAct2d (EfficientNet), which
@@ -167,6 +179,7 @@ def run_variant(
         "git": code,
         **environment(),
         "world_size": trainer.world_size,
+        "precision": trainer.precision,
         "metrics": {f"val/{key}": value for key, value in scores.items() if key != "iou_per_class"},
         "per_class": {"val/IoU": scores.get("iou_per_class", {})},
         "paper_numbers": [vars(number) for number in variant.paper],

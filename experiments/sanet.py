@@ -42,6 +42,7 @@ from experiments.base import Experiment, PaperNumber, Variant, register
 from experiments.builders import (
     CAMVID_SMALL,
     DATA_ROOT,
+    RUNTIME,
     SEGMENTATION_SMOKE,
     backbone_kwargs,
     segmentation_datamodule,
@@ -59,6 +60,7 @@ SMOKE: dict[str, Any] = dict(
 # CAMVID_SMALL without its auxiliary-head weight: the FCN rows here have one head (on stage 4).
 SMALL: dict[str, Any] = {**{k: v for k, v in CAMVID_SMALL.items() if k != "aux_weight"}, "alpha": 0.2, "beta": 0.8}
 _PAPER: dict[str, Any] = dict(
+    RUNTIME,
     backbone=None,  # each variant's own
     pretrained=True,
     output_stride=8,

@@ -65,7 +65,8 @@ class DANetHead(nn.Module):
         pam, cam: build the position / channel branch.
         reduction: query / key reduction of the position module (8).
         dropout: Dropout2d probability before each classifier (0.1).
-        pam_mode: ``"fused"`` or ``"naive"`` position attention (same function, see :class:`PositionAttention`).
+        pam_mode: ``"fused"``, ``"fused_heads"`` or ``"naive"`` position attention (same function, see
+            :class:`PositionAttention`).
         cam_mode: ``"official"`` (``max - energy``) or ``"paper"`` channel attention, see :class:`ChannelAttention`.
 
     Shapes: ``(B, in_channels, h, w)`` → ``{"out": (B, K, h, w)}`` plus ``"pam"`` and ``"cam"`` when both

@@ -193,3 +193,35 @@ def test_inference_benchmark_times_both_protocols(tmp_path: Path, capsys: pytest
     assert all(row.measured.ms > 0 and row.images_per_second > 0 for row in rows)
     assert "| danet | naive | single |" in out and "| n/a | n/a |" in out, "a CPU allocator keeps no peak"
     assert json.loads((tmp_path / "inference.json").read_text())["rows"][-1]["protocol"] == "ms_flip"
+
+
+plot_benchmarks = load_script("plot_benchmarks")
+
+
+def test_plot_draws_both_benchmarks_and_names_a_bad_file(tmp_path: Path) -> None:
+    measured = {"ms": 50.0, "peak_mib": 2048.0, "oom": False}
+    oom = {"ms": None, "peak_mib": None, "oom": True}
+    steps = {
+        "benchmark": "training_step",
+        "device": "GPU X",
+        "rows": [
+            {"model": "danet", "variant": "bf16", "measured": measured, "images_per_second": 160.0, "mfu": 0.4},
+            {"model": "danet", "variant": "fp32", "measured": oom, "images_per_second": None, "mfu": None},
+        ],
+    }
+    infer = {
+        "benchmark": "inference",
+        "device": "GPU X",
+        "rows": [
+            {"model": "fcn", "variant": "bf16", "protocol": "single", "measured": measured, "images_per_second": 20.0}
+        ],
+    }
+    files = []
+    for name, payload in (("steps.json", steps), ("inference.json", infer)):
+        files.append(tmp_path / name)
+        files[-1].write_text(json.dumps(payload))
+    output = plot_benchmarks.main([*map(str, files), "-o", str(tmp_path / "plot.png")])
+    assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "other.json").write_text(json.dumps({"benchmark": "data_pipeline", "rows": []}))
+    with pytest.raises(SystemExit, match=r"other\.json: field 'benchmark' is 'data_pipeline'"):
+        plot_benchmarks.main([str(tmp_path / "other.json")])

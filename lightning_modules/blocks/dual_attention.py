@@ -72,7 +72,7 @@ class PositionAttention(nn.Module):
     multiply-adds than ``"fused"`` (1.8× the attention's FLOPs at C = 512, d = 64), for the faster kernel;
     ``benchmarks/position_attention.py`` measures which wins. Needs ``C`` divisible by ``d``.
     ``mode="naive"`` builds the ``N × N`` softmax explicitly, as the official code does; the three modes compute
-    the same function (the tests check forward and gradients to 1e-5).
+    the same function (the tests check forward and gradients to 1e-10 in float64).
 
     Args:
         channels: C (512 in DANet's head).

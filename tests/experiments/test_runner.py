@@ -4,11 +4,12 @@ import lightning as L
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
+from torch import nn
 
 from experiments.__main__ import main
 from experiments.base import experiment_names, get_experiment
 from experiments.results import CorruptRecordError, load_records, read_record
-from experiments.runner import run_id, run_variant, trainer_strategy
+from experiments.runner import compile_network, run_id, run_variant, trainer_strategy
 
 
 class Crash(Callback):
@@ -108,6 +109,62 @@ def test_ddp_settings():
     assert trainer_strategy(1, 2)["use_distributed_sampler"] is False
     with pytest.raises(ValueError, match="--num-nodes must be >= 1"):
         trainer_strategy(1, 0)
+
+
+def test_precision_auto_is_bf16_mixed_on_a_bf16_gpu_and_32_true_elsewhere(monkeypatch):
+    experiment = get_experiment("danet.ablation")
+    recipe = experiment.recipe("smoke")
+    assert recipe["precision"] == "auto" and recipe["cudnn_benchmark"] is True
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert experiment.trainer_kwargs(recipe)["precision"] == "32-true"
+    assert experiment.trainer_kwargs(recipe)["benchmark"] is True
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    assert experiment.trainer_kwargs(recipe)["precision"] == "bf16-mixed"
+    assert experiment.trainer_kwargs({**recipe, "accelerator": "cpu"})["precision"] == "32-true"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
+    assert experiment.trainer_kwargs(recipe)["precision"] == "32-true"
+    switched_off = experiment.recipe("smoke", {"precision": "32-true", "cudnn_benchmark": False})
+    assert {k: experiment.trainer_kwargs(switched_off)[k] for k in ("precision", "benchmark")} == {
+        "precision": "32-true",
+        "benchmark": False,
+    }
+
+
+@pytest.mark.parametrize("name", ["baselines.camvid", "danet.ablation", "sanet.fcn_se"])
+def test_channels_last_switch_reaches_every_network(name):
+    experiment = get_experiment(name)
+    for channels_last in (True, False):
+        recipe = experiment.recipe("smoke", {"channels_last": channels_last})
+        datamodule = experiment.build_datamodule(recipe)
+        for variant in experiment.variants():
+            network = experiment.build_module(variant, recipe, datamodule).network
+            # 1×1 kernels are contiguous in both formats; a k×k kernel with several input channels tells them apart.
+            convs = [m for m in network.modules() if isinstance(m, nn.Conv2d)]
+            kernels = [m.weight for m in convs if m.kernel_size != (1, 1) and m.weight.shape[1] > 1]
+            assert kernels, variant.name
+            formats = {w.is_contiguous(memory_format=torch.channels_last) for w in kernels}
+            assert formats == {channels_last}, f"{variant.name}: channels_last={channels_last}"
+
+
+def test_compile_switch_compiles_the_network_in_place(tmp_path, monkeypatch):
+    experiment = get_experiment("baselines.camvid")
+    recipe = experiment.recipe("smoke")
+    module = experiment.build_module(experiment.variant("fcn"), recipe, experiment.build_datamodule(recipe))
+    keys = set(module.state_dict())
+    compile_network(module)
+    assert module.network._compiled_call_impl is not None and set(module.state_dict()) == keys
+    with pytest.raises(ValueError, match="needs a LightningModule with a `network` attribute"):
+        compile_network(L.LightningModule())
+
+    compiled = []
+    monkeypatch.setattr(nn.Module, "compile", lambda self, *args, **kwargs: compiled.append(type(self).__name__))
+    for flag in (False, True):
+        _, record = run_variant(
+            experiment, experiment.variant("fcn"), "smoke", tmp_path, {"compile": flag}, wandb="disabled"
+        )
+        assert record["precision"] == ("bf16-mixed" if torch.cuda.is_available() else "32-true")
+    assert compiled == ["FCN"], "compile=True compiles the network of the run, compile=False nothing"
 
 
 @pytest.mark.parametrize("name", experiment_names())
