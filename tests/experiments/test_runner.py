@@ -131,6 +131,17 @@ def test_precision_auto_is_bf16_mixed_on_a_bf16_gpu_and_32_true_elsewhere(monkey
     }
 
 
+@pytest.mark.parametrize(("name", "variant"), [("danet.ablation", "DANet-R50"), ("sanet.fcn_se", "SANet-R50")])
+def test_bf16_mixed_precision_a_gpu_run_takes_trains_and_validates(name, variant, tmp_path):
+    # What precision="auto" picks on a GPU, run here on the CPU: autocast through the attention blocks, the
+    # papers' losses and the metrics.
+    experiment = get_experiment(name)
+    overrides = {"precision": "bf16-mixed"}
+    _, record = run_variant(experiment, experiment.variant(variant), "smoke", tmp_path, overrides, wandb="disabled")
+    assert record["precision"] == "bf16-mixed"
+    assert record["metrics"] and all(0.0 <= value <= 1.0 for value in record["metrics"].values())
+
+
 @pytest.mark.parametrize("name", ["baselines.camvid", "danet.ablation", "sanet.fcn_se"])
 def test_channels_last_switch_reaches_every_network(name):
     experiment = get_experiment(name)
