@@ -152,6 +152,12 @@ class Variant:
         return cls(name, precisions[0] if precisions else "fp32", "cl" in parts, "compile" in parts, pam_mode)
 
 
+def model_variants(model: str, names: Sequence[str]) -> list[Variant]:
+    """The parsed ``names`` that apply to ``model`` (a position attention mode applies to DANet only)."""
+    variants = [Variant.parse(name) for name in names]
+    return [variant for variant in variants if model == "danet" or variant.pam_mode == "fused"]
+
+
 def build_network(model: str, variant: Variant, backbone: str, num_classes: int) -> nn.Module:
     """The library's ``model`` on ``backbone`` at output stride 8 with the variant's memory format and PAM mode.
 
@@ -208,3 +214,19 @@ def parse_model_arguments(
     if args.repeats < 1 or args.warmup < 0:
         parser.error("--repeats must be >= 1 and --warmup >= 0.")
     return args
+
+
+def write_results(
+    path: Path,
+    benchmark: str,
+    argv: Sequence[str],
+    device: torch.device,
+    settings: str,
+    rows: list[dict[str, Any]],
+    **extra: Any,
+) -> None:
+    """The settings and rows of a run as JSON (atomically; ``plot_benchmarks.py`` reads it)."""
+    from experiments.results import write_json_atomic
+
+    payload = {"benchmark": benchmark, "argv": list(argv), "device": device_name(device), "torch": torch.__version__}
+    write_json_atomic(path, {**payload, "settings": settings, "rows": rows, **extra})

@@ -35,20 +35,19 @@ if str(REPO_ROOT) not in sys.path:  # run as `python benchmarks/inference.py`: m
 
 from benchmarks.common import (  # noqa: E402
     Measurement,
-    Variant,
     add_model_arguments,
     autocast,
     build_network,
     cell,
-    device_name,
     float32_matmul,
     measure,
+    model_variants,
     parse_model_arguments,
     print_header,
     synchronize,
+    write_results,
 )
 from experiments.danet import CITYSCAPES_MS_SCALES  # noqa: E402
-from experiments.results import write_json_atomic  # noqa: E402
 from lightning_modules.inference import predict_logits, predict_multiscale  # noqa: E402
 
 PROTOCOLS = ("single", "ms_flip")
@@ -96,10 +95,7 @@ def run(args: argparse.Namespace) -> list[Row]:
     image = torch.randn(1, 3, *args.image_size, generator=torch.Generator().manual_seed(0)).to(device)
     rows = []
     for model in args.models:
-        for name in args.variants:
-            variant = Variant.parse(name)
-            if model != "danet" and variant.pam_mode != "fused":
-                continue
+        for variant in model_variants(model, args.variants):
             float32_matmul(variant.precision)
             torch.manual_seed(0)
             network = build_network(model, variant, args.backbone, args.num_classes).to(device).eval()
@@ -162,11 +158,7 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     print(table(rows))
     if args.json is not None:
         rows_json = [{**asdict(row), "images_per_second": row.images_per_second} for row in rows]
-        write_json_atomic(
-            args.json,
-            {"benchmark": "inference", "argv": argv, "device": device_name(device), "torch": torch.__version__,
-             "settings": settings, "rows": rows_json},
-        )  # fmt: skip
+        write_results(args.json, "inference", argv, device, settings, rows_json)
     return rows
 
 

@@ -32,7 +32,6 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -49,15 +48,15 @@ from benchmarks.common import (  # noqa: E402
     autocast,
     build_network,
     cell,
-    device_name,
     float32_matmul,
     matmul_peak_tflops,
     measure,
+    model_variants,
     parse_model_arguments,
     print_header,
     synchronize,
+    write_results,
 )
-from experiments.results import write_json_atomic  # noqa: E402
 from lightning_modules.sanet import SANetModule  # noqa: E402
 from lightning_modules.segmentation import SegmentationModule  # noqa: E402
 
@@ -159,10 +158,7 @@ def run(args: argparse.Namespace) -> list[Row]:
     for model in args.models:
         print(f"counting the FLOPs of a {model} step ...", file=sys.stderr)
         flops = model_flops(model, args)
-        for name in args.variants:
-            variant = Variant.parse(name)
-            if model != "danet" and variant.pam_mode != "fused":
-                continue
+        for variant in model_variants(model, args.variants):
             print(f"timing {model} {variant.name} ...", file=sys.stderr)
             torch.manual_seed(0)
             float32_matmul(variant.precision)
@@ -246,16 +242,8 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         profile = profile_top_kernels(args, model, variant, args.top)
         print(f"\ntop {args.top} kernels of {model} {variant.name} (3 steps):\n{profile}")
     if args.json is not None:
-        payload: dict[str, Any] = {
-            "benchmark": "training_step",
-            "argv": argv,
-            "device": device_name(device),
-            "torch": torch.__version__,
-            "settings": settings,
-            "rows": [{**asdict(row), "images_per_second": row.images_per_second, "mfu": row.mfu} for row in rows],
-            "profile": profile,
-        }
-        write_json_atomic(args.json, payload)
+        rows_json = [{**asdict(row), "images_per_second": row.images_per_second, "mfu": row.mfu} for row in rows]
+        write_results(args.json, "training_step", argv, device, settings, rows_json, profile=profile)
     return rows
 
 
