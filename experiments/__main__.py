@@ -41,11 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--set",
         dest="overrides",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         type=parse_assignment,
         metavar="KEY=VALUE",
-        help="override a recipe setting, e.g. --set max_epochs=2",
+        help="override recipe settings, e.g. --set max_epochs=2 lr=0.02 (repeatable)",
     )
     table = commands.add_parser("table", help="paper vs measured: markdown to stdout and a PNG bar chart")
     table.add_argument("name", help="experiment name, see `list`")

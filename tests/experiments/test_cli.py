@@ -7,10 +7,12 @@ from experiments.base import experiment_names, get_experiment
 
 
 def test_quickstart_smoke_writes_metrics_and_prints_table(tmp_path, capsys):
-    assert main(["run", "quickstart", "--profile", "smoke", "--runs-dir", str(tmp_path), "--wandb", "disabled"]) == 0
+    argv = ["run", "quickstart", "--profile", "smoke", "--runs-dir", str(tmp_path), "--wandb", "disabled"]
+    assert main([*argv, "--set", "max_epochs=1", "lr=0.02", "--set", "aux_weight=0.3"]) == 0
     (path,) = tmp_path.glob("quickstart/fcn/*/metrics.json")
     record = json.loads(path.read_text())
     assert record["profile"] == "smoke"
+    assert (record["recipe"]["max_epochs"], record["recipe"]["lr"], record["recipe"]["aux_weight"]) == (1, 0.02, 0.3)
     assert record["recipe"]["backbone"] == "test_resnet"
     assert 0.0 <= record["metrics"]["val/mIoU"] <= 1.0
     assert 0.0 <= record["metrics"]["val/pixel_acc"] <= 1.0
