@@ -25,9 +25,12 @@ CAMVID=/tmp/camvid
 SMP_VERSION=0.6.0
 LITE0_VERSION=0.1.0
 
+# The carried wheels, if any (a machine that has the packages, as this one after `pip install -e .`, needs none).
 install_wheels() {
-    local wheels=(.whl/*.whl)
-    [[ -d .lite0 ]] && wheels+=(.lite0/*.whl)
+    shopt -s nullglob
+    local wheels=(.whl/*.whl .lite0/*.whl)
+    shopt -u nullglob
+    [[ ${#wheels[@]} -gt 0 ]] || return 0
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "${wheels[@]}"
     export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 }
@@ -50,12 +53,15 @@ prepare() {
 attention() {
     log python3 benchmarks/position_attention.py --dtype bf16
     log python3 benchmarks/position_attention.py --dtype fp32
-    log python3 benchmarks/inference.py --variants fp32 bf16+cl bf16+cl+naive bf16+cl+fused_heads \
+    log python3 benchmarks/inference.py --variants fp32 bf16+cl bf16+cl+naive bf16+cl+fused_heads --repeats 2 \
         --json "$OUT/inference.json"
 }
 
+# One process and one JSON file per model, so that a step cut off at its limit keeps the models it finished.
 steps() {
-    log python3 benchmarks/training_step.py --models "$@" --json "$OUT/training_step_${1}.json" --profile
+    for model in "$@"; do
+        log python3 benchmarks/training_step.py --models "$model" --json "$OUT/training_step_$model.json" --profile
+    done
 }
 
 camvid() {
