@@ -11,7 +11,7 @@
 #   carry .whl .lite0:   bash benchmarks/gpu_session.sh camvid        # needs /tmp/camvid: the next call, machine warm
 #   carry .whl:          bash benchmarks/gpu_session.sh steps fcn deeplabv3plus
 #   carry .whl:          bash benchmarks/gpu_session.sh steps danet sanet
-#   carry .whl:          bash benchmarks/gpu_session.sh data
+#   carry .whl:          bash benchmarks/gpu_session.sh data     # with /tmp/camvid (machine warm) also the real CamVid
 #
 # `camvid` trains the small profile of the DANet ablation and the SANet comparison, seven runs side by side on the
 # one GPU; an interrupted run resumes, so the same step called again goes on where it stopped. Every step writes
@@ -82,7 +82,9 @@ camvid() {
 }
 
 data() {
-    log python3 benchmarks/data_pipeline.py
+    local camvid=()
+    [[ -d $CAMVID/splits ]] && camvid=(--camvid-root "$CAMVID")
+    log python3 benchmarks/data_pipeline.py "${camvid[@]}"
 }
 
 [[ $# -gt 0 ]] || { sed -n '2,19p' "$0"; exit 2; }

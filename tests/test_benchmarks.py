@@ -88,7 +88,7 @@ def test_quick_benchmark_prints_a_row_per_dataset(capsys: pytest.CaptureFixture[
     expected = [name for name in data_pipeline.DATASETS if name != "camvid_real" or data_pipeline.REAL_CAMVID.is_dir()]
     assert [row[0].strip() for row in rows] == expected == [result.dataset for result in results]
     for row, result in zip(rows, results, strict=True):
-        assert len(row) == 8
+        assert len(row) == 9 and row[3].strip() == result.model == "test_resnet"
         assert result.loader_ips > 0 and result.model_ips is not None and result.model_ips > 0
         assert row[-1].strip() == ("yes" if result.loader_ips >= result.model_ips else "no")
     assert set(multiprocessing.active_children()) <= children, "the loader workers are shut down after each dataset"
