@@ -47,16 +47,18 @@ from benchmarks.common import (  # noqa: E402
     synchronize,
     write_results,
 )
-from experiments.danet import CITYSCAPES_MS_SCALES  # noqa: E402
+from experiments.danet import CITYSCAPES_PAPER, evaluation  # noqa: E402
 from lightning_modules.inference import predict_logits, predict_multiscale  # noqa: E402
 
 PROTOCOLS = ("single", "ms_flip")
 DEFAULT_VARIANTS = ("fp32", "bf16+cl", "bf16+cl+naive")
 GIB = 1024
+# danet.cityscapes_test's +MS protocol: scales, flip, window, stride, logit sum, align_corners.
+_, MS_FLIP = evaluation(CITYSCAPES_PAPER, multi_scale=True)
 
 CUDA_DEFAULTS = dict(
-    backbone="resnet101", image_size=(1024, 2048), window=1024, stride=512, scales=CITYSCAPES_MS_SCALES,
-    repeats=3, warmup=1,
+    backbone="resnet101", image_size=(1024, 2048), window=MS_FLIP["window"], stride=MS_FLIP["stride"],
+    scales=MS_FLIP["scales"], repeats=3, warmup=1,
 )  # fmt: skip
 CPU_DEFAULTS = dict(
     backbone="test_resnet", image_size=(64, 128), window=64, stride=32, scales=(0.75, 1.25), repeats=1, warmup=1
@@ -80,12 +82,10 @@ class Row:
 def protocol_call(
     protocol: str, network: nn.Module, image: torch.Tensor, args: argparse.Namespace
 ) -> Callable[[], torch.Tensor]:
-    """A closure predicting ``image`` with ``protocol``; the official test's logit sum and align_corners."""
+    """A closure predicting ``image`` with ``protocol``: one forward, or :data:`MS_FLIP` at ``args``' sizes."""
     if protocol == "single":
         return lambda: predict_logits(network, image)
-    kwargs: dict[str, Any] = dict(
-        scales=args.scales, flip=True, window=args.window, stride=args.stride, combine="logits", align_corners=True
-    )
+    kwargs: dict[str, Any] = {**MS_FLIP, "scales": args.scales, "window": args.window, "stride": args.stride}
     return lambda: predict_multiscale(network, image, **kwargs)
 
 
