@@ -67,8 +67,8 @@ class PositionAttention(nn.Module):
     matrix (memory linear in N). PyTorch's CPU kernel needs equal query and value widths, so on a CPU the call
     takes PyTorch's math path, which does build the matrix.
     ``mode="fused_heads"`` splits the value into ``C / d`` heads of the query's width ``d`` that share one
-    query and key: ``(B, C / d, N, d)`` each, the shape FlashAttention's kernels (CUDA and CPU) take, so that no
-    mode-specific kernel limits apply. It recomputes ``Q Kᵀ`` once per head: ``N² d (C / d - 1)`` more
+    query and key: ``(B, C / d, N, d)`` each, the shape FlashAttention's kernels (CUDA and CPU) take, since they
+    need equal query and value widths. It recomputes ``Q Kᵀ`` once per head: ``N² d (C / d - 1)`` more
     multiply-adds than ``"fused"`` (1.8× the attention's FLOPs at C = 512, d = 64), for the faster kernel;
     ``benchmarks/position_attention.py`` measures which wins. Needs ``C`` divisible by ``d``.
     ``mode="naive"`` builds the ``N × N`` softmax explicitly, as the official code does; the three modes compute
