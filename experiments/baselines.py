@@ -14,13 +14,13 @@ from typing import Any, ClassVar
 
 import lightning as L
 
-from experiments.base import Experiment, Variant, register
+from experiments.base import Variant, register
 from experiments.builders import (
     CAMVID_SMALL,
     SEGMENTATION_SMOKE,
+    SegmentationExperiment,
     backbone_kwargs,
     fcn_module,
-    segmentation_datamodule,
     segmentation_module,
 )
 from lightning_modules.deeplab import DeepLabV3Plus
@@ -30,7 +30,7 @@ _SMOKE = {**SEGMENTATION_SMOKE, "aux_weight": 0.2}
 
 
 @register
-class CamVidBaselines(Experiment):
+class CamVidBaselines(SegmentationExperiment):
     name = "baselines.camvid"
     paper = "FCN / DeepLabV3+ baselines"
     table = "CamVid (SegNet split), test"
@@ -48,9 +48,6 @@ class CamVidBaselines(Experiment):
             Variant("fcn", {"architecture": "fcn"}),
             Variant("deeplabv3plus", {"architecture": "deeplabv3plus"}),
         ]
-
-    def build_datamodule(self, recipe: Mapping[str, Any]) -> L.LightningDataModule:
-        return segmentation_datamodule(recipe)
 
     def build_module(
         self, variant: Variant, recipe: Mapping[str, Any], datamodule: L.LightningDataModule

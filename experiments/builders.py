@@ -15,7 +15,7 @@ from datamodules.coco_stuff import CocoStuff10kDataModule
 from datamodules.pascal_context import PascalContext59DataModule, PascalContext60DataModule
 from datamodules.synthetic import SyntheticSegmentationDataModule
 from datamodules.voc import VOCAugDataModule
-from experiments.base import did_you_mean, trains_on_cuda
+from experiments.base import Experiment, did_you_mean, trains_on_cuda
 from lightning_modules.fcn import FCN
 from lightning_modules.segmentation import SegmentationModule
 
@@ -109,6 +109,13 @@ def segmentation_datamodule(recipe: Mapping[str, Any]) -> L.LightningDataModule:
         eval_short_side=recipe["eval_short_side"],
         **extra,
     )
+
+
+class SegmentationExperiment(Experiment):
+    """An experiment whose recipes name their data as :func:`segmentation_datamodule` reads it."""
+
+    def build_datamodule(self, recipe: Mapping[str, Any]) -> L.LightningDataModule:
+        return segmentation_datamodule(recipe)
 
 
 def backbone_kwargs(recipe: Mapping[str, Any]) -> dict[str, Any]:

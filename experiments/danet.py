@@ -80,14 +80,14 @@ from typing import Any, ClassVar
 
 import lightning as L
 
-from experiments.base import Experiment, PaperNumber, Variant, register
+from experiments.base import PaperNumber, Variant, register
 from experiments.builders import (
     CAMVID_SMALL,
     DATA_ROOT,
     RUNTIME,
     SEGMENTATION_SMOKE,
+    SegmentationExperiment,
     backbone_kwargs,
-    segmentation_datamodule,
 )
 from lightning_modules.danet import MULTI_GRID, DANet
 from lightning_modules.fcn import FCN
@@ -245,13 +245,10 @@ def danet_module(variant: Variant, recipe: Mapping[str, Any], datamodule: L.Ligh
     )
 
 
-class DANetExperiment(Experiment):
+class DANetExperiment(SegmentationExperiment):
     """Data and modules shared by the DANet experiments (see the module docstring for a row's params)."""
 
     paper = "DANet (Fu et al., CVPR 2019)"
-
-    def build_datamodule(self, recipe: Mapping[str, Any]) -> L.LightningDataModule:
-        return segmentation_datamodule(recipe)
 
     def build_module(
         self, variant: Variant, recipe: Mapping[str, Any], datamodule: L.LightningDataModule

@@ -38,14 +38,14 @@ from typing import Any, ClassVar
 import lightning as L
 import torch
 
-from experiments.base import Experiment, PaperNumber, Variant, register
+from experiments.base import PaperNumber, Variant, register
 from experiments.builders import (
     CAMVID_SMALL,
     DATA_ROOT,
     RUNTIME,
     SEGMENTATION_SMOKE,
+    SegmentationExperiment,
     backbone_kwargs,
-    segmentation_datamodule,
     segmentation_module,
 )
 from lightning_modules.pretrained_weights import load_checked, read_state_dict
@@ -97,15 +97,12 @@ def sanet_module(variant: Variant, recipe: Mapping[str, Any], datamodule: L.Ligh
     return SANetModule(network, datamodule.num_classes, **weights, lr=recipe["lr"], class_names=datamodule.class_names)
 
 
-class SANetExperiment(Experiment):
+class SANetExperiment(SegmentationExperiment):
     """Data and modules shared by the SANet experiments; a variant's params are ``backbone`` (the
     paper's), the :class:`SANet` switches ``sa_heads`` / ``category`` / ``dense`` / ``dense_se``, and
     optionally ``alpha`` / ``beta``."""
 
     paper = "SANet (Zhong et al., CVPR 2020)"
-
-    def build_datamodule(self, recipe: Mapping[str, Any]) -> L.LightningDataModule:
-        return segmentation_datamodule(recipe)
 
     def build_module(
         self, variant: Variant, recipe: Mapping[str, Any], datamodule: L.LightningDataModule
