@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from experiments.results import write_json_atomic
 from lightning_modules.danet import DANet
 from lightning_modules.deeplab import DeepLabV3Plus
 from lightning_modules.fcn import FCN
@@ -158,21 +159,32 @@ def model_variants(model: str, names: Sequence[str]) -> list[Variant]:
     return [variant for variant in variants if model == "danet" or variant.pam_mode == "fused"]
 
 
-def build_network(model: str, variant: Variant, backbone: str, num_classes: int) -> nn.Module:
-    """The library's ``model`` on ``backbone`` at output stride 8 with the variant's memory format and PAM mode.
+def build_network(model: str, variant: Variant, args: argparse.Namespace, dynamic: bool | None = None) -> nn.Module:
+    """The library's ``model`` for ``variant`` on ``args.device``, ready to time.
 
-    FCN keeps its auxiliary head (as the baselines train it); DANet has the official head without one.
+    Sets the variant's float32 matrix-product mode, seeds the weights, builds the network on ``args.backbone``
+    at output stride 8 with the variant's memory format and PAM mode, and compiles it when the variant asks
+    (``dynamic`` as ``torch.compile`` takes it). FCN keeps its auxiliary head (as the baselines train it);
+    DANet has the official head without one.
     """
-    common = dict(backbone=backbone, output_stride=8, channels_last=variant.channels_last)
+    float32_matmul(variant.precision)
+    torch.manual_seed(0)
+    common = dict(backbone=args.backbone, output_stride=8, channels_last=variant.channels_last)
+    k = args.num_classes
     if model == "fcn":
-        return FCN(num_classes, aux=True, **common)
-    if model == "deeplabv3plus":
-        return DeepLabV3Plus(num_classes, **common)
-    if model == "danet":
-        return DANet(num_classes, pam_mode=variant.pam_mode, **common)
-    if model == "sanet":
-        return SANet(num_classes, **common)
-    raise ValueError(f"unknown model {model!r}; expected one of {MODELS}.")
+        network: nn.Module = FCN(k, aux=True, **common)
+    elif model == "deeplabv3plus":
+        network = DeepLabV3Plus(k, **common)
+    elif model == "danet":
+        network = DANet(k, pam_mode=variant.pam_mode, **common)
+    elif model == "sanet":
+        network = SANet(k, **common)
+    else:
+        raise ValueError(f"unknown model {model!r}; expected one of {MODELS}.")
+    network = network.to(args.device)
+    if variant.compile:
+        network.compile(backend=args.compile_backend, dynamic=dynamic)
+    return network
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, default_variants: Sequence[str]) -> None:
@@ -200,17 +212,28 @@ def parse_model_arguments(
     cuda_defaults: Mapping[str, Any],
     cpu_defaults: Mapping[str, Any],
 ) -> argparse.Namespace:
-    """Parse, fill unset settings with the device's defaults and check the variants and counts."""
-    args = parser.parse_args(argv)
-    defaults = cuda_defaults if torch.device(args.device).type == "cuda" else cpu_defaults
-    for key, value in defaults.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    """:func:`parse_with_device_defaults`, then a check of the variant names."""
+    args = parse_with_device_defaults(parser, argv, cuda_defaults, cpu_defaults)
     try:
         for name in args.variants:
             Variant.parse(name)
     except ValueError as err:
         parser.error(str(err))
+    return args
+
+
+def parse_with_device_defaults(
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    cuda_defaults: Mapping[str, Any],
+    cpu_defaults: Mapping[str, Any],
+) -> argparse.Namespace:
+    """Parse ``argv``, fill the settings left unset with ``--device``'s defaults and check the call counts."""
+    args = parser.parse_args(argv)
+    defaults = cuda_defaults if torch.device(args.device).type == "cuda" else cpu_defaults
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     if args.repeats < 1 or args.warmup < 0:
         parser.error("--repeats must be >= 1 and --warmup >= 0.")
     return args
@@ -226,7 +249,5 @@ def write_results(
     **extra: Any,
 ) -> None:
     """The settings and rows of a run as JSON (atomically; ``plot_benchmarks.py`` reads it)."""
-    from experiments.results import write_json_atomic
-
     payload = {"benchmark": benchmark, "argv": list(argv), "device": device_name(device), "torch": torch.__version__}
     write_json_atomic(path, {**payload, "settings": settings, "rows": rows, **extra})

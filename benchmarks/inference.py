@@ -39,7 +39,6 @@ from benchmarks.common import (  # noqa: E402
     autocast,
     build_network,
     cell,
-    float32_matmul,
     measure,
     model_variants,
     parse_model_arguments,
@@ -96,11 +95,7 @@ def run(args: argparse.Namespace) -> list[Row]:
     rows = []
     for model in args.models:
         for variant in model_variants(model, args.variants):
-            float32_matmul(variant.precision)
-            torch.manual_seed(0)
-            network = build_network(model, variant, args.backbone, args.num_classes).to(device).eval()
-            if variant.compile:
-                network.compile(backend=args.compile_backend, dynamic=True)
+            network = build_network(model, variant, args, dynamic=True).eval()
             for protocol in args.protocols:
                 print(f"timing {model} {variant.name} {protocol} ...", file=sys.stderr)
                 predict = protocol_call(protocol, network, image, args)

@@ -36,7 +36,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as `python benchmarks/position_attention.py`: make the packages importable
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.common import Measurement, autocast, cell, measure, print_header  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    Measurement,
+    autocast,
+    cell,
+    measure,
+    parse_with_device_defaults,
+    print_header,
+)
 from lightning_modules.blocks.dual_attention import POSITION_MODES, PositionAttention  # noqa: E402
 
 BENCHMARKS = ("pam_train", "pam_full")
@@ -147,14 +154,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--full-size", type=int, nargs=2, metavar=("H", "W"), help="PAM inference h w (128 256)")
     parser.add_argument("--repeats", type=int, help="timed calls (CUDA default 10)")
     parser.add_argument("--warmup", type=int, help="untimed calls first (CUDA default 3)")
-    args = parser.parse_args(argv)
-    defaults = CUDA_DEFAULTS if torch.device(args.device).type == "cuda" else CPU_DEFAULTS
-    for key, value in defaults.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    if args.repeats < 1 or args.warmup < 0:
-        parser.error("--repeats must be >= 1 and --warmup >= 0.")
-    return args
+    return parse_with_device_defaults(parser, argv, CUDA_DEFAULTS, CPU_DEFAULTS)
 
 
 def main(argv: Sequence[str] | None = None) -> list[Comparison]:

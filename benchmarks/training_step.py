@@ -49,7 +49,6 @@ from benchmarks.common import (  # noqa: E402
     autocast,
     build_network,
     cell,
-    float32_matmul,
     matmul_peak_tflops,
     measure,
     model_variants,
@@ -97,7 +96,7 @@ class Row:
 
 def build(model: str, variant: Variant, args: argparse.Namespace) -> tuple[nn.Module, SegmentationModule]:
     """The network (on ``args.device``, in training mode) and the LightningModule whose losses it trains with."""
-    network = build_network(model, variant, args.backbone, args.num_classes).to(args.device).train()
+    network = build_network(model, variant, args).train()
     k = args.num_classes
     if model == "fcn":
         return network, SegmentationModule(network, k, loss_weights={"out": 1.0, "aux": AUX_WEIGHT})
@@ -169,7 +168,6 @@ def model_flops(model: str, args: argparse.Namespace) -> float:
     recomputes ``Q Kᵀ`` once per value head, work the hardware does but the model does not need.
     """
     variant = Variant.parse("fp32")
-    float32_matmul(variant.precision)
     network, module = build(model, variant, args)
     return count_flops(training_step(network, module, variant, args))
 
@@ -186,11 +184,7 @@ def run(args: argparse.Namespace) -> list[Row]:
         flops = model_flops(model, args)
         for variant in model_variants(model, args.variants):
             print(f"timing {model} {variant.name} ...", file=sys.stderr)
-            torch.manual_seed(0)
-            float32_matmul(variant.precision)
             network, module = build(model, variant, args)
-            if variant.compile:
-                network.compile(backend=args.compile_backend)
             measured = measure(training_step(network, module, variant, args), device, args.warmup, args.repeats)
             rows.append(Row(model, variant.name, args.batch, measured, flops, peak))
             del network, module
@@ -203,10 +197,7 @@ def profile_top_kernels(args: argparse.Namespace, model: str, variant: Variant, 
     from torch.profiler import ProfilerActivity, profile
 
     device = torch.device(args.device)
-    float32_matmul(variant.precision)
     network, module = build(model, variant, args)
-    if variant.compile:
-        network.compile(backend=args.compile_backend)
     step = training_step(network, module, variant, args)
     for _ in range(max(args.warmup, 1)):
         step()
