@@ -84,12 +84,15 @@ def list_experiments() -> None:
         print(f"{name}: {experiment.paper}, {experiment.table} (profiles: {', '.join(experiment.recipes)})")
         for variant in experiment.variants():
             numbers = ", ".join(f"{n.metric} {n.value} [{n.source}]" for n in variant.paper) or "no paper number"
-            print(f"  - {variant.name}: {numbers}")
+            notes = [f"{key}={value}" for key, value in variant.settings.items()]
+            if variant.rescores is not None:
+                notes.append(f"scores the network of {variant.rescores}")
+            print(f"  - {variant.name}: {numbers}" + (f" ({'; '.join(notes)})" if notes else ""))
 
 
 def format_table(records: Sequence[dict[str, Any]]) -> str:
     """A markdown table of the validation scores of finished runs."""
-    from experiments.results import headline_metrics
+    from experiments.results import fit_time, headline_metrics
 
     (first, first_label), (second, second_label) = headline_metrics(list(records))
     lines = [
@@ -101,7 +104,7 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
         lines.append(
             f"| {record['experiment']} | {record['variant']} | {record['profile']} "
             f"| {metrics.get(f'val/{first}', float('nan')):.4f} | {metrics.get(f'val/{second}', float('nan')):.4f} "
-            f"| {record['timings']['fit_seconds']:.0f} | {record['hardware']['device']} |"
+            f"| {fit_time(record)} | {record['hardware']['device']} |"
         )
     return "\n".join(lines)
 

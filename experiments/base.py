@@ -34,11 +34,33 @@ class PaperNumber:
 
 @dataclass(frozen=True)
 class Variant:
-    """A row of a paper table: its name, constructor arguments and published numbers."""
+    """A row of a paper table: its name, constructor arguments and published numbers.
+
+    ``settings`` are recipe values the row changes, e.g. no random scaling in DANet's Table 2 first
+    row; a key that a profile's recipe lacks (the synthetic smoke data has no scaling) does not apply
+    under that profile, and ``--set`` overrides still have the last word. ``rescores`` names another
+    row whose trained network this row evaluates with its own test protocol instead of training
+    again, e.g. Table 2's multi-scale row (see :func:`experiments.runner.rescore_variant`).
+    """
 
     name: str
     params: Mapping[str, Any] = field(default_factory=dict)
     paper: tuple[PaperNumber, ...] = ()
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    rescores: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.rescores == self.name:
+            raise ValueError(f"variant {self.name!r} cannot rescore itself.")
+        if self.rescores is not None and self.settings:
+            raise ValueError(
+                f"variant {self.name!r} rescores the trained network of {self.rescores!r}, so it trains with that "
+                f"row's recipe and cannot change settings {sorted(self.settings)}."
+            )
+
+    def configure(self, recipe: Mapping[str, Any]) -> dict[str, Any]:
+        """``recipe`` with this row's ``settings`` applied to the keys it has."""
+        return {**recipe, **{key: value for key, value in self.settings.items() if key in recipe}}
 
 
 class Experiment(ABC):
@@ -82,13 +104,17 @@ class Experiment(ABC):
             kwargs["benchmark"] = recipe["cudnn_benchmark"]
         return kwargs
 
-    def recipe(self, profile: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """The settings of ``profile`` with ``overrides`` applied; unknown keys are an error."""
+    def recipe(
+        self, profile: str, overrides: Mapping[str, Any] | None = None, variant: Variant | None = None
+    ) -> dict[str, Any]:
+        """The settings of ``profile``, then ``variant``'s own, then ``overrides`` (an unknown key is an error)."""
         if profile not in PROFILES:
             raise ValueError(f"Unknown profile {profile!r}: expected one of {', '.join(PROFILES)}.")
         if profile not in self.recipes:
             raise ValueError(f"Experiment {self.name!r} has no {profile!r} profile; it has {', '.join(self.recipes)}.")
         recipe = dict(self.recipes[profile])
+        if variant is not None:
+            recipe = variant.configure(recipe)
         for key, value in (overrides or {}).items():
             if key not in recipe:
                 raise ValueError(

@@ -5,9 +5,9 @@
   ``DANet-R50`` and the same with ``-R101`` (``PAM-*`` / ``CAM-*`` are the paper's "+PAM" / "+CAM" columns).
 - ``danet.strategies``: Table 2, DANet-ResNet-101 on Cityscapes val, each row adding one strategy: random-scale
   data augmentation (``+DA``), multi-grid dilations 4, 8, 16 in ``layer4`` (``+MG``), multi-scale + flip testing
-  (``+MS``): ``DANet-R101``, ``DANet-R101+DA``, ``DANet-R101+DA+MG``, ``DANet-R101+DA+MG+MS``. The ``+MS`` row
-  trains the ``+MG`` network again; to score a finished ``+MG`` run at several scales without retraining, use
-  ``python -m experiments eval --multi-scale --flip`` (its scales are 0.5-1.75, not the official 0.5-2.2).
+  (``+MS``): ``DANet-R101``, ``DANet-R101+DA``, ``DANet-R101+DA+MG``, ``DANet-R101+DA+MG+MS``. The first row sets
+  ``scale_range=(1.0, 1.0)`` (``Variant.settings``). The ``+MS`` row trains nothing: it scores the ``+MG`` run's
+  network with the official multi-scale test (``Variant.rescores``), training ``+MG`` first when it has not run.
 - ``danet.cityscapes_test``: Table 3, DANet-101 (``+DA+MG+MS``) on the Cityscapes test server. A run scores
   val (the server's test labels are not public); submitting to the server is manual.
 - ``danet.pascal_context``: PASCAL Context, 60 classes with background (see below), DANet-50 and -101.
@@ -15,7 +15,7 @@
 - ``danet.pascal_voc``: PASCAL VOC 2012 val, FCN-50, DANet-50 and DANet-101 (and the VOC test-server number).
 
 A row's params: ``depth`` (50 / 101), ``head`` (``"fcn"``, ``"pam"``, ``"cam"`` or ``"danet"``), and optionally
-``augment`` (random scaling, default on), ``multi_grid`` and ``multi_scale`` (default off).
+``multi_grid`` and ``multi_scale`` (default off).
 
 Profiles: ``smoke`` (synthetic scenes, ``test_resnet``, seconds; every experiment); ``small`` for
 ``danet.ablation`` only (real CamVid and the ImageNet EfficientNet-Lite0 of
@@ -229,10 +229,6 @@ def danet_module(variant: Variant, recipe: Mapping[str, Any], datamodule: L.Ligh
             pam_mode=recipe["pam_mode"],
         )
         loss_weights = network.loss_weights(recipe["aux_weight"])
-    if not params.get("augment", True) and hasattr(datamodule, "scale_range"):
-        # The runner builds the DataModule from the recipe alone; the row without random scaling (Table 2's
-        # first) fixes the short side at base_size here, before setup() builds the transforms.
-        datamodule.scale_range = (1.0, 1.0)
     eval_mode, eval_kwargs = evaluation(recipe, params.get("multi_scale", False))
     return SegmentationModule(
         network,
@@ -290,7 +286,7 @@ class CityscapesAblation(DANetExperiment):
 class CityscapesStrategies(DANetExperiment):
     name = "danet.strategies"
     table = "Table 2: DANet-ResNet-101 on Cityscapes val with data augmentation, multi-grid, multi-scale test"
-    description = "Each row adds one strategy to the one before; +MS trains the +MG network again."
+    description = "Each row adds one strategy to the one before; +MS scores the +MG network at several scales."
     recipes: ClassVar[dict[str, dict[str, Any]]] = {"smoke": SMOKE, "paper": CITYSCAPES_PAPER}
 
     def variants(self) -> list[Variant]:
@@ -298,8 +294,9 @@ class CityscapesStrategies(DANetExperiment):
         return [
             Variant(
                 "DANet-R101",
-                {"depth": 101, "head": "danet", "augment": False},
+                {"depth": 101, "head": "danet"},
                 (PaperNumber("mIoU", 77.57, "Table 2 [mem]"),),
+                settings={"scale_range": (1.0, 1.0)},
             ),
             Variant("DANet-R101+DA", {"depth": 101, "head": "danet"}, (PaperNumber("mIoU", 78.83, "Table 2 [mem]"),)),
             Variant(
@@ -319,6 +316,7 @@ class CityscapesStrategies(DANetExperiment):
                     PaperNumber("mIoU", 81.49, f"{readme}, multi-scale + flip"),
                     PaperNumber("pixel_acc", 96.41, f"{readme}, multi-scale + flip"),
                 ),
+                rescores="DANet-R101+DA+MG",
             ),
         ]
 

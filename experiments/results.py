@@ -144,9 +144,18 @@ def _listed(value: Any) -> Any:
     return list(value) if isinstance(value, (list, tuple)) else value
 
 
+def _trained_by(experiment: Any, record: Mapping[str, Any]) -> Any:
+    """The variant whose recipe trained the run's network: its own, or the one a rescoring row scores."""
+    name = record.get("rescores", {}).get("variant", record.get("variant"))
+    return next((variant for variant in experiment.variants() if variant.name == name), None)
+
+
 def recipe_changes(experiment: Any, record: Mapping[str, Any]) -> str:
-    """The settings of a run that differ from its profile's recipe (``--set`` overrides), as ``k=v`` text."""
+    """The settings of a run that differ from its profile's recipe and row (``--set`` overrides), as ``k=v`` text."""
     defaults = experiment.recipes.get(record["profile"], {})
+    variant = _trained_by(experiment, record)
+    if variant is not None:
+        defaults = variant.configure(defaults)
     changed = []
     for key, value in record.get("recipe", {}).items():
         # JSON turns tuples into lists: compare sequences as lists.
@@ -154,6 +163,13 @@ def recipe_changes(experiment: Any, record: Mapping[str, Any]) -> str:
         if key != "profile" and as_list[0] != as_list[1]:
             changed.append(f"{key}={tuple(value) if isinstance(value, list) else value}")
     return ", ".join(changed) or "—"
+
+
+def fit_time(record: Mapping[str, Any]) -> str:
+    """A run's training time in seconds, or which row trained the network a rescoring row scores."""
+    if "rescores" in record:
+        return f"none: scores {record['rescores']['variant']}"
+    return f"{record['timings']['fit_seconds']:.0f}"
 
 
 def paper_table(experiment: Any, records: list[dict[str, Any]], runs_dir: str | os.PathLike) -> str:
@@ -191,7 +207,7 @@ def paper_table(experiment: Any, records: list[dict[str, Any]], runs_dir: str | 
                 f"| {_percent(metrics.get(f'val/{second}'))} | {_percent(tested.get('mIoU'))} "
                 f"| {_percent(tested.get('pixel_acc'))} | {_percent(boundary)} | {record['profile']} "
                 f"| {recipe_changes(experiment, record)} | {record['hardware']['device']} "
-                f"| {record['timings']['fit_seconds']:.0f} |"
+                f"| {fit_time(record)} |"
             )
     return "\n".join(lines)
 

@@ -7,6 +7,9 @@ profile, the seed and the recipe, so that the same command finds the same folder
 - ``checkpoints/last.ckpt`` present without ``metrics.json``: the run was interrupted and resumes
   from that checkpoint, with the random number generators restored, so that it ends where an
   uninterrupted run would have.
+
+A row that rescores another (``Variant.rescores``) trains nothing: its folder has the other run's
+id and holds the scores of that run's network under the row's own test protocol.
 """
 
 from __future__ import annotations
@@ -104,6 +107,69 @@ def trainer_strategy(devices: int | str, num_nodes: int) -> dict[str, Any]:
     return {"devices": devices, "num_nodes": num_nodes, "strategy": "ddp", "use_distributed_sampler": False}
 
 
+def _finished_record(results: Path) -> dict[str, Any] | None:
+    """The record of a finished run, or None; a corrupt ``metrics.json`` is removed with a warning."""
+    if not results.exists():
+        return None
+    try:
+        return read_record(results)
+    except CorruptRecordError as err:
+        warnings.warn(f"{err} Running the variant again.", stacklevel=3)
+        results.unlink()
+        return None
+
+
+def _logging(
+    run_dir: Path,
+    wandb: WandbMode,
+    experiment: Experiment,
+    variant: Variant,
+    recipe: Mapping[str, Any],
+    datamodule: L.LightningDataModule,
+) -> tuple[list[Logger], list[Callback]]:
+    """The CSV logger, and unless ``wandb`` is ``disabled`` the W&B logger with its media callbacks."""
+    csv = CSVLogger(run_dir, name="logs", version="")
+    wandb_logger = make_wandb_logger(wandb, run_dir, experiment, variant, recipe)
+    if wandb_logger is None:
+        return [csv], []
+    return [csv, wandb_logger], wandb_callbacks(datamodule)
+
+
+def _record(
+    experiment: Experiment,
+    variant: Variant,
+    profile: str,
+    recipe: Mapping[str, Any],
+    seed: int,
+    run_dir: Path,
+    trainer: L.Trainer,
+    module: L.LightningModule,
+    code: Mapping[str, Any],
+    **fields: Any,
+) -> dict[str, Any]:
+    """The ``metrics.json`` record of a run: what ran, on what, its validation scores and the paper's numbers."""
+    scores = getattr(module, "last_scores", {}).get("val", {})
+    return {
+        "experiment": experiment.name,
+        "paper": experiment.paper,
+        "table": experiment.table,
+        "variant": variant.name,
+        "variant_params": dict(variant.params),
+        "profile": profile,
+        "recipe": recipe,
+        "seed": seed,
+        "run_id": run_dir.name,
+        "git": code,
+        **environment(),
+        "world_size": trainer.world_size,
+        "precision": trainer.precision,
+        "metrics": {f"val/{key}": value for key, value in scores.items() if key != "iou_per_class"},
+        "per_class": {"val/IoU": scores.get("iou_per_class", {})},
+        "paper_numbers": [vars(number) for number in variant.paper],
+        **fields,
+    }
+
+
 def run_variant(
     experiment: Experiment,
     variant: Variant,
@@ -116,16 +182,20 @@ def run_variant(
     num_nodes: int = 1,
     callbacks: Sequence[Callback] = (),
 ) -> tuple[Literal["finished", "skipped"], dict[str, Any]]:
-    """Train and validate ``variant`` (or skip it when finished); returns its ``metrics.json`` record."""
-    recipe = experiment.recipe(profile, overrides)
+    """Train and validate ``variant`` (or skip it when finished); returns its ``metrics.json`` record.
+
+    A variant that ``rescores`` another row goes to :func:`rescore_variant` instead.
+    """
+    if variant.rescores is not None:
+        return rescore_variant(
+            experiment, variant, profile, runs_dir, overrides, seed, wandb, devices, num_nodes, callbacks
+        )
+    recipe = experiment.recipe(profile, overrides, variant)
     run_dir = Path(runs_dir) / experiment.name / variant.name / run_id(profile, recipe, seed)
     results = run_dir / RESULTS_FILE
-    if results.exists():
-        try:
-            return "skipped", read_record(results)
-        except CorruptRecordError as err:
-            warnings.warn(f"{err} Training the variant again.", stacklevel=2)
-            results.unlink()
+    finished = _finished_record(results)
+    if finished is not None:
+        return "skipped", finished
     last = run_dir / "checkpoints" / "last.ckpt"
     L.seed_everything(seed, workers=True)
     datamodule = experiment.build_datamodule(recipe)
@@ -138,10 +208,7 @@ def run_variant(
         # Trainer(sync_batchnorm=True) silently drops.
         module = convert_sync_batchnorm(module)
     run = {"experiment": experiment.name, "variant": variant.name, "recipe": recipe, "seed": seed}
-    loggers: list[Logger] = [CSVLogger(run_dir, name="logs", version="")]
-    wandb_logger = make_wandb_logger(wandb, run_dir, experiment, variant, recipe)
-    if wandb_logger is not None:
-        loggers.append(wandb_logger)
+    loggers, media = _logging(run_dir, wandb, experiment, variant, recipe, datamodule)
     trainer = L.Trainer(
         default_root_dir=run_dir,
         logger=loggers,
@@ -149,7 +216,7 @@ def run_variant(
             # monitor=None, save_top_k=1: one checkpoint, overwritten at the end of every epoch.
             ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False),
             RunState(run),
-            *(wandb_callbacks(datamodule) if wandb_logger is not None else []),
+            *media,
             *callbacks,
         ],
         enable_model_summary=False,
@@ -164,27 +231,101 @@ def run_variant(
     started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     seconds = time.perf_counter() - started
-    scores = getattr(module, "last_scores", {}).get("val", {})
-    record = {
-        "experiment": experiment.name,
-        "paper": experiment.paper,
-        "table": experiment.table,
-        "variant": variant.name,
-        "variant_params": dict(variant.params),
-        "profile": profile,
-        "recipe": recipe,
-        "seed": seed,
-        "run_id": run_dir.name,
-        "resumed_from": str(resume_from) if resume_from is not None else None,
-        "git": code,
-        **environment(),
-        "world_size": trainer.world_size,
-        "precision": trainer.precision,
-        "metrics": {f"val/{key}": value for key, value in scores.items() if key != "iou_per_class"},
-        "per_class": {"val/IoU": scores.get("iou_per_class", {})},
-        "paper_numbers": [vars(number) for number in variant.paper],
-        "timings": {"fit_seconds": seconds, "steps": trainer.global_step},
-    }
+    record = _record(
+        experiment,
+        variant,
+        profile,
+        recipe,
+        seed,
+        run_dir,
+        trainer,
+        module,
+        code,
+        resumed_from=str(resume_from) if resume_from is not None else None,
+        timings={"fit_seconds": seconds, "steps": trainer.global_step},
+    )
+    if trainer.is_global_zero:
+        write_json_atomic(results, record)
+    return "finished", record
+
+
+def rescore_variant(
+    experiment: Experiment,
+    variant: Variant,
+    profile: str,
+    runs_dir: str | Path = "runs",
+    overrides: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    wandb: WandbMode = "offline",
+    devices: int | str = "auto",
+    num_nodes: int = 1,
+    callbacks: Sequence[Callback] = (),
+) -> tuple[Literal["finished", "skipped"], dict[str, Any]]:
+    """Validate the trained network of ``variant.rescores`` with ``variant``'s own test protocol.
+
+    The paper scores one trained network under several protocols (DANet Table 2: +MS is the +MG
+    network tested at several scales), so this row does not train: it runs (or finds) the other row
+    with the same profile, overrides and seed, loads that run's final checkpoint into the network
+    ``variant`` builds, and validates once. Its folder has the other run's id; its record names the
+    checkpoint under ``rescores``.
+    """
+    source = experiment.variant(variant.rescores)
+    if source.rescores is not None:
+        raise ValueError(
+            f"variant {variant.name!r} rescores {source.name!r}, which trains nothing itself: "
+            f"name the row that trains ({source.rescores!r})."
+        )
+    _, trained = run_variant(
+        experiment, source, profile, runs_dir, overrides, seed, wandb, devices, num_nodes, callbacks
+    )
+    recipe = experiment.recipe(profile, overrides, source)
+    run_dir = Path(runs_dir) / experiment.name / variant.name / trained["run_id"]
+    results = run_dir / RESULTS_FILE
+    finished = _finished_record(results)
+    if finished is not None:
+        return "skipped", finished
+    checkpoint = Path(runs_dir) / experiment.name / source.name / trained["run_id"] / "checkpoints" / "last.ckpt"
+    if not checkpoint.is_file():
+        raise FileNotFoundError(
+            f"{variant.name!r} scores the network of {source.name!r}, but its run has no checkpoint {checkpoint}. "
+            f"Delete {checkpoint.parent.parent / RESULTS_FILE} to train {source.name!r} again."
+        )
+    L.seed_everything(seed, workers=True)
+    datamodule = experiment.build_datamodule(recipe)
+    module = experiment.build_module(variant, recipe, datamodule)
+    # Our own checkpoint (it holds the run's recipe), hence weights_only=False.
+    module.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"])
+    if recipe.get("compile", False):
+        compile_network(module)
+    loggers, media = _logging(run_dir, wandb, experiment, variant, recipe, datamodule)
+    trainer = L.Trainer(
+        default_root_dir=run_dir,
+        logger=loggers,
+        callbacks=[*media, *callbacks],
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        deterministic=recipe.get("deterministic", False),
+        **trainer_strategy(devices, num_nodes),
+        **experiment.trainer_kwargs(recipe),
+    )
+    code = git_state()
+    started = time.perf_counter()
+    trainer.validate(module, datamodule=datamodule, verbose=False)
+    seconds = time.perf_counter() - started
+    record = _record(
+        experiment,
+        variant,
+        profile,
+        recipe,
+        seed,
+        run_dir,
+        trainer,
+        module,
+        code,
+        rescores={"variant": source.name, "checkpoint": str(checkpoint)},
+        resumed_from=None,
+        timings={"validate_seconds": seconds},
+    )
     if trainer.is_global_zero:
         write_json_atomic(results, record)
     return "finished", record

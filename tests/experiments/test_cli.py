@@ -50,7 +50,10 @@ def test_quickstart_has_no_paper_profile(capsys):
 
 def test_list_shows_experiments(capsys):
     assert main(["list"]) == 0
-    assert "quickstart" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "quickstart" in out
+    assert "  - DANet-R101: mIoU 77.57 [Table 2 [mem]] (scale_range=(1.0, 1.0))\n" in out
+    assert "(scores the network of DANet-R101+DA+MG)\n" in out
 
 
 def test_eval_rebuilds_the_network_from_a_checkpoint(tmp_path, capsys):
@@ -102,3 +105,23 @@ def test_table_settings_column_names_only_the_overrides():
     record = {"profile": "small", "recipe": recipe}
     assert recipe_changes(experiment, record) == "pretrained=False, max_epochs=6"
     assert recipe_changes(experiment, {"profile": "small", "recipe": experiment.recipe("small")}) == "—"
+
+
+def test_table_settings_column_leaves_out_what_the_row_itself_sets():
+    from experiments.results import recipe_changes
+
+    experiment = get_experiment("danet.strategies")
+    row = experiment.variant("DANet-R101")
+    recipe = json.loads(json.dumps(experiment.recipe("paper", {"max_epochs": 2}, row)))
+    assert recipe["scale_range"] == [1.0, 1.0]
+    assert recipe_changes(experiment, {"profile": "paper", "variant": row.name, "recipe": recipe}) == "max_epochs=2"
+    assert recipe_changes(experiment, {"profile": "paper", "variant": "DANet-R101+DA", "recipe": recipe}) == (
+        "scale_range=(1.0, 1.0), max_epochs=2"
+    )
+    rescoring = {
+        "profile": "paper",
+        "variant": "DANet-R101+DA+MG+MS",
+        "rescores": {"variant": "DANet-R101+DA+MG"},
+        "recipe": experiment.recipe("paper"),
+    }
+    assert recipe_changes(experiment, rescoring) == "—"

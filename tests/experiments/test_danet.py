@@ -80,9 +80,9 @@ def test_paper_rows_use_the_row_resnet_with_torchvision_weights():
 
 def test_strategies_rows_change_augmentation_multi_grid_and_test_protocol():
     experiment = get_experiment("danet.strategies")
-    recipe = experiment.recipe("paper", TINY_BACKBONE)
     modules = {}
     for variant in experiment.variants():
+        recipe = experiment.recipe("paper", TINY_BACKBONE, variant)
         datamodule = experiment.build_datamodule(recipe)
         modules[variant.name] = (experiment.build_module(variant, recipe, datamodule), datamodule)
     baseline, baseline_data = modules["DANet-R101"]

@@ -11,6 +11,7 @@ from experiments.base import experiment_names, get_experiment
 from experiments.builders import backbone_kwargs
 from experiments.results import CorruptRecordError, load_records, read_record
 from experiments.runner import compile_network, run_id, run_variant, trainer_strategy
+from lightning_modules.evaluation import evaluate_segmentation
 
 
 class Crash(Callback):
@@ -69,7 +70,7 @@ def test_corrupt_metrics_file_is_reported_and_never_used(tmp_path, capsys):
     path.write_text(json.dumps({"experiment": "quickstart"}))
     with pytest.raises(CorruptRecordError, match="lacks the fields"):
         read_record(path)
-    with pytest.warns(UserWarning, match="Training the variant again"):
+    with pytest.warns(UserWarning, match="Running the variant again"):
         status, _ = quickstart_run(tmp_path)
     assert status == "finished"
 
@@ -198,3 +199,68 @@ def test_every_experiment_runs_its_smoke_profile(name, tmp_path):
         assert "val/mIoU" in record["metrics"] or "val/top1" in record["metrics"]
         assert status == "finished"
         assert record["metrics"] and all(0.0 <= value <= 1.0 for value in record["metrics"].values())
+
+
+class LastValidation(Callback):
+    """Keeps the weights and the test protocol of the module at the end of the last validation."""
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.state = {key: value.detach().clone() for key, value in pl_module.state_dict().items()}
+        self.protocol = (pl_module.eval_mode, dict(pl_module.eval_kwargs))
+        self.trained = pl_module.trainer.state.fn == "fit"
+
+
+def test_a_rescoring_row_scores_the_trained_network_of_its_row_without_training(tmp_path, capsys):
+    experiment = get_experiment("danet.strategies")
+    ms, mg = experiment.variant("DANet-R101+DA+MG+MS"), experiment.variant("DANet-R101+DA+MG")
+    assert ms.rescores == mg.name
+    last = LastValidation()
+    status, record = run_variant(experiment, ms, "smoke", tmp_path, wandb="disabled", callbacks=[last])
+    assert status == "finished"
+    (trained_dir,) = tmp_path.glob(f"danet.strategies/{mg.name}/*")
+    assert (trained_dir / "metrics.json").is_file(), "the rescored row trains first when it has not run"
+    checkpoint = trained_dir / "checkpoints" / "last.ckpt"
+    assert record["rescores"] == {"variant": mg.name, "checkpoint": str(checkpoint)}
+    assert record["run_id"] == trained_dir.name and "fit_seconds" not in record["timings"]
+    assert not (tmp_path / "danet.strategies" / ms.name / record["run_id"] / "checkpoints").exists()
+
+    # The last validation is the rescoring one: no training, the +MG weights, the +MS protocol.
+    recipe = experiment.recipe("smoke")
+    trained = torch.load(checkpoint, weights_only=False)["state_dict"]
+    untrained = experiment.build_module(ms, recipe, experiment.build_datamodule(recipe)).state_dict()
+    assert not last.trained
+    assert last.state.keys() == trained.keys()
+    assert all(torch.equal(last.state[key], trained[key]) for key in trained)
+    assert any(not torch.equal(untrained[key], trained[key]) for key in trained)
+    mode, kwargs = last.protocol
+    assert mode == "multiscale" and kwargs["scales"] == recipe["ms_scales"] and kwargs["flip"]
+
+    datamodule = experiment.build_datamodule(recipe)
+    module = experiment.build_module(ms, recipe, datamodule)
+    module.load_state_dict(trained)
+    datamodule.setup("validate")
+    expected = evaluate_segmentation(
+        module.network,
+        datamodule.val_dataloader(),
+        datamodule.num_classes,
+        predict_kwargs={"mode": mode, **kwargs},
+        progress=False,
+    )
+    assert record["metrics"]["val/mIoU"] == pytest.approx(expected["mIoU"], abs=1e-6)
+    assert record["metrics"]["val/pixel_acc"] == pytest.approx(expected["pixel_acc"], abs=1e-6)
+
+    stored = json.loads(json.dumps(record))  # the record as read back: tuples are lists
+    assert run_variant(experiment, ms, "smoke", tmp_path, wandb="disabled") == ("skipped", stored)
+    capsys.readouterr()
+    assert main(["table", "danet.strategies", "--runs-dir", str(tmp_path)]) == 0
+    assert f"| none: scores {mg.name} |" in capsys.readouterr().out
+
+
+def test_a_rescoring_row_names_the_missing_checkpoint(tmp_path):
+    experiment = get_experiment("danet.strategies")
+    mg = experiment.variant("DANet-R101+DA+MG")
+    run_variant(experiment, mg, "smoke", tmp_path, wandb="disabled")
+    (checkpoint,) = tmp_path.glob(f"danet.strategies/{mg.name}/*/checkpoints/last.ckpt")
+    checkpoint.unlink()
+    with pytest.raises(FileNotFoundError, match=r"no checkpoint .*last\.ckpt\. Delete .*metrics\.json"):
+        run_variant(experiment, experiment.variant("DANet-R101+DA+MG+MS"), "smoke", tmp_path, wandb="disabled")
