@@ -19,7 +19,18 @@ def test_experiments_are_registered_with_paper_numbers():
         assert f"danet.{name}" in experiment_names()
         experiment = get_experiment(f"danet.{name}")
         assert {"smoke", "paper"} <= set(experiment.recipes)
-        assert all(any(n.metric == "mIoU" for n in variant.paper) for variant in experiment.variants())
+        variants = experiment.variants()
+        rescored = {variant.rescores for variant in variants}
+        # A row without a paper mIoU trains the network that a multi-scale row with one scores.
+        assert all(any(n.metric == "mIoU" for n in v.paper) or v.name in rescored for v in variants)
+        for variant in variants:
+            multi_scale = variant.params.get("multi_scale", False)
+            assert multi_scale == variant.name.endswith("+MS") == (variant.rescores is not None), variant.name
+            if multi_scale:
+                trained = experiment.variant(variant.rescores)
+                assert dict(variant.params) == {**trained.params, "multi_scale": True}
+    voc = [v.name for v in get_experiment("danet.pascal_voc").variants()]
+    assert voc == [f"{row}{test}" for row in ("FCN-R50", "DANet-R50", "DANet-R101") for test in ("", "+MS")]
     ablation = get_experiment("danet.ablation")
     assert set(ablation.recipes) == {"smoke", "small", "paper"}
     names = [v.name for v in ablation.variants()]
