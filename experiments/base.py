@@ -40,7 +40,7 @@ class Variant:
     row; a key that a profile's recipe lacks (the synthetic smoke data has no scaling) does not apply
     under that profile, and ``--set`` overrides still have the last word. ``rescores`` names another
     row whose trained network this row evaluates with its own test protocol instead of training
-    again, e.g. Table 2's multi-scale row (see :func:`experiments.runner.rescore_variant`).
+    again, e.g. Table 2's multi-scale row (see :func:`experiments.runner.run_variant`).
     """
 
     name: str

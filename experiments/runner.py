@@ -138,16 +138,16 @@ def _logging(
 def _record(
     experiment: Experiment,
     variant: Variant,
-    profile: str,
     recipe: Mapping[str, Any],
     seed: int,
     run_dir: Path,
     trainer: L.Trainer,
     module: L.LightningModule,
     code: Mapping[str, Any],
-    **fields: Any,
+    fields: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """The ``metrics.json`` record of a run: what ran, on what, its validation scores and the paper's numbers."""
+    """The ``metrics.json`` record of a run: what ran, on what, its validation scores and the paper's numbers,
+    then ``fields`` (timings, what it resumed from or rescored)."""
     scores = getattr(module, "last_scores", {}).get("val", {})
     return {
         "experiment": experiment.name,
@@ -155,7 +155,7 @@ def _record(
         "table": experiment.table,
         "variant": variant.name,
         "variant_params": dict(variant.params),
-        "profile": profile,
+        "profile": recipe["profile"],
         "recipe": recipe,
         "seed": seed,
         "run_id": run_dir.name,
@@ -184,12 +184,26 @@ def run_variant(
 ) -> tuple[Literal["finished", "skipped"], dict[str, Any]]:
     """Train and validate ``variant`` (or skip it when finished); returns its ``metrics.json`` record.
 
-    A variant that ``rescores`` another row goes to :func:`rescore_variant` instead.
+    A row that ``rescores`` another trains nothing. The paper scores one network under several test
+    protocols (DANet Table 2: ``+MS`` is the ``+MG`` network tested at several scales), so such a
+    row runs (or finds) the other row with the same profile, overrides and seed, then validates that
+    run's final checkpoint once with its own protocol (:func:`rescore`). Its folder has the other
+    run's id; its record names the checkpoint under ``rescores``.
     """
     if variant.rescores is not None:
-        return rescore_variant(
-            experiment, variant, profile, runs_dir, overrides, seed, wandb, devices, num_nodes, callbacks
+        source = experiment.variant(variant.rescores)
+        if source.rescores is not None:
+            raise ValueError(
+                f"variant {variant.name!r} rescores {source.name!r}, which trains nothing itself: "
+                f"name the row that trains ({source.rescores!r})."
+            )
+        _, trained = run_variant(
+            experiment, source, profile, runs_dir, overrides, seed, wandb, devices, num_nodes, callbacks
         )
+        source_dir = Path(runs_dir) / experiment.name / source.name / trained["run_id"]
+        run_dir = Path(runs_dir) / experiment.name / variant.name / trained["run_id"]
+        recipe = experiment.recipe(profile, overrides, source)
+        return rescore(experiment, variant, recipe, seed, source_dir, run_dir, wandb, devices, num_nodes, callbacks)
     recipe = experiment.recipe(profile, overrides, variant)
     run_dir = Path(runs_dir) / experiment.name / variant.name / run_id(profile, recipe, seed)
     results = run_dir / RESULTS_FILE
@@ -231,64 +245,41 @@ def run_variant(
     started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     seconds = time.perf_counter() - started
-    record = _record(
-        experiment,
-        variant,
-        profile,
-        recipe,
-        seed,
-        run_dir,
-        trainer,
-        module,
-        code,
-        resumed_from=str(resume_from) if resume_from is not None else None,
-        timings={"fit_seconds": seconds, "steps": trainer.global_step},
-    )
+    fields = {
+        "resumed_from": str(resume_from) if resume_from is not None else None,
+        "timings": {"fit_seconds": seconds, "steps": trainer.global_step},
+    }
+    record = _record(experiment, variant, recipe, seed, run_dir, trainer, module, code, fields)
     if trainer.is_global_zero:
         write_json_atomic(results, record)
     return "finished", record
 
 
-def rescore_variant(
+def rescore(
     experiment: Experiment,
     variant: Variant,
-    profile: str,
-    runs_dir: str | Path = "runs",
-    overrides: Mapping[str, Any] | None = None,
-    seed: int = 0,
+    recipe: Mapping[str, Any],
+    seed: int,
+    source_dir: Path,
+    run_dir: Path,
     wandb: WandbMode = "offline",
     devices: int | str = "auto",
     num_nodes: int = 1,
     callbacks: Sequence[Callback] = (),
 ) -> tuple[Literal["finished", "skipped"], dict[str, Any]]:
-    """Validate the trained network of ``variant.rescores`` with ``variant``'s own test protocol.
+    """Validate the final checkpoint of the run in ``source_dir`` with ``variant``'s test protocol.
 
-    The paper scores one trained network under several protocols (DANet Table 2: +MS is the +MG
-    network tested at several scales), so this row does not train: it runs (or finds) the other row
-    with the same profile, overrides and seed, loads that run's final checkpoint into the network
-    ``variant`` builds, and validates once. Its folder has the other run's id; its record names the
-    checkpoint under ``rescores``.
+    ``recipe`` is the one that trained it; the record goes to ``run_dir``. Skipped when finished.
     """
-    source = experiment.variant(variant.rescores)
-    if source.rescores is not None:
-        raise ValueError(
-            f"variant {variant.name!r} rescores {source.name!r}, which trains nothing itself: "
-            f"name the row that trains ({source.rescores!r})."
-        )
-    _, trained = run_variant(
-        experiment, source, profile, runs_dir, overrides, seed, wandb, devices, num_nodes, callbacks
-    )
-    recipe = experiment.recipe(profile, overrides, source)
-    run_dir = Path(runs_dir) / experiment.name / variant.name / trained["run_id"]
     results = run_dir / RESULTS_FILE
     finished = _finished_record(results)
     if finished is not None:
         return "skipped", finished
-    checkpoint = Path(runs_dir) / experiment.name / source.name / trained["run_id"] / "checkpoints" / "last.ckpt"
+    checkpoint = source_dir / "checkpoints" / "last.ckpt"
     if not checkpoint.is_file():
         raise FileNotFoundError(
-            f"{variant.name!r} scores the network of {source.name!r}, but its run has no checkpoint {checkpoint}. "
-            f"Delete {checkpoint.parent.parent / RESULTS_FILE} to train {source.name!r} again."
+            f"{variant.name!r} scores the network of {variant.rescores!r}, but its run has no checkpoint "
+            f"{checkpoint}. Delete {source_dir / RESULTS_FILE} to train {variant.rescores!r} again."
         )
     L.seed_everything(seed, workers=True)
     datamodule = experiment.build_datamodule(recipe)
@@ -312,20 +303,12 @@ def rescore_variant(
     started = time.perf_counter()
     trainer.validate(module, datamodule=datamodule, verbose=False)
     seconds = time.perf_counter() - started
-    record = _record(
-        experiment,
-        variant,
-        profile,
-        recipe,
-        seed,
-        run_dir,
-        trainer,
-        module,
-        code,
-        rescores={"variant": source.name, "checkpoint": str(checkpoint)},
-        resumed_from=None,
-        timings={"validate_seconds": seconds},
-    )
+    fields = {
+        "rescores": {"variant": variant.rescores, "checkpoint": str(checkpoint)},
+        "resumed_from": None,
+        "timings": {"validate_seconds": seconds},
+    }
+    record = _record(experiment, variant, recipe, seed, run_dir, trainer, module, code, fields)
     if trainer.is_global_zero:
         write_json_atomic(results, record)
     return "finished", record
