@@ -34,7 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as `python benchmarks/data_pipeline.py`: make the packages importable
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.common import print_header  # noqa: E402
+from benchmarks.common import autocast, print_header, synchronize  # noqa: E402
 from benchmarks.fixtures import write_tree  # noqa: E402
 from datamodules import (  # noqa: E402
     IGNORE_INDEX,
@@ -140,7 +140,8 @@ def model_throughput(
     bf16 autocast and channels_last on CUDA; CUDA is synchronised before each reading of the timer.
     """
     torch.manual_seed(0)
-    cuda = torch.device(device).type == "cuda"
+    device = torch.device(device)
+    cuda = device.type == "cuda"
     network = FCN(num_classes, backbone=backbone, output_stride=8, aux=True, channels_last=cuda).to(device).train()
     optimizer = torch.optim.SGD(network.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     images = torch.randn(batch_size, 3, *crop, device=device)
@@ -148,25 +149,21 @@ def model_throughput(
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=cuda):
+        with autocast(device, "bf16" if cuda else "fp32"):
             outputs = network(images)
             loss = F.cross_entropy(outputs["out"], target, ignore_index=IGNORE_INDEX)
             loss = loss + AUX_WEIGHT * F.cross_entropy(outputs["aux"], target, ignore_index=IGNORE_INDEX)
         loss.backward()
         optimizer.step()
 
-    def synchronize() -> None:
-        if cuda:
-            torch.cuda.synchronize(device)
-
     try:
         for _ in range(warmup):
             step()
-        synchronize()
+        synchronize(device)
         start = time.perf_counter()
         for _ in range(steps):
             step()
-        synchronize()
+        synchronize(device)
         return batch_size * steps / (time.perf_counter() - start)
     except torch.cuda.OutOfMemoryError:
         return None

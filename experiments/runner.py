@@ -33,6 +33,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from timm.layers import convert_sync_batchnorm
 
 from experiments.base import Experiment, Variant
+from experiments.evaluate import load_checkpoint
 from experiments.results import CorruptRecordError, environment, git_state, read_record, write_json_atomic
 from experiments.tracking import WandbMode, make_wandb_logger, wandb_callbacks
 
@@ -284,8 +285,7 @@ def rescore(
     L.seed_everything(seed, workers=True)
     datamodule = experiment.build_datamodule(recipe)
     module = experiment.build_module(variant, recipe, datamodule)
-    # Our own checkpoint (it holds the run's recipe), hence weights_only=False.
-    module.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"])
+    module.load_state_dict(load_checkpoint(checkpoint)["state_dict"])
     if recipe.get("compile", False):
         compile_network(module)
     loggers, media = _logging(run_dir, wandb, experiment, variant, recipe, datamodule)
