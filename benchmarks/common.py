@@ -79,6 +79,11 @@ def measure(call: Callable[[], Any], device: torch.device, warmup: int, repeats:
     return Measurement(statistics.median(times), peak)
 
 
+def pair(size: int | Sequence[int]) -> tuple[int, int]:
+    """``(h, w)`` of an int side or a pair."""
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
 def autocast(device: torch.device, dtype: str) -> AbstractContextManager:
     """bf16 autocast for ``"bf16"``; nothing for ``"fp32"`` / ``"tf32"`` (see :func:`float32_matmul`)."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")

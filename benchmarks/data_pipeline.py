@@ -3,9 +3,9 @@
 For every benchmark DataModule (on fixture trees of Cityscapes-sized images written to a temporary folder
 by ``benchmarks/fixtures.py``, on the real CamVid at ``../shared/data/camvid`` when it is there, and on the
 synthetic scenes) the script builds the DataModule with its default training recipe, times ``--batches``
-training batches after ``--warmup`` ones, and compares the images/s with those of a training step (forward,
-cross-entropy on the main and auxiliary outputs, backward, SGD step) of a dilated FCN at the same crop size
-on ``--device``, in the recipes' speed settings on CUDA (bf16 autocast, channels_last). The model is the
+training batches after ``--warmup`` ones, and compares the images/s with those of ``training_step.py``'s step
+(forward, cross-entropy on the main and auxiliary outputs, backward, SGD step) of a dilated FCN at the same crop
+size on ``--device``, in the recipes' speed settings on CUDA (bf16 autocast, channels_last). The model is the
 ``paper`` profile's ResNet-101 (``--backbone``), except for the real CamVid, which the ``small`` profile trains
 on the much faster EfficientNet-Lite0 (``--small-backbone``). It prints a markdown table; "keeps up" means the
 loader delivers at least as many images/s as the model consumes.
@@ -27,17 +27,16 @@ from pathlib import Path
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as `python benchmarks/data_pipeline.py`: make the packages importable
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.common import autocast, print_header, synchronize  # noqa: E402
+from benchmarks.common import Variant, measure, pair, print_header  # noqa: E402
 from benchmarks.fixtures import write_tree  # noqa: E402
+from benchmarks.training_step import build, training_step  # noqa: E402
 from datamodules import (  # noqa: E402
-    IGNORE_INDEX,
     CamVidDataModule,
     CityscapesDataModule,
     CocoStuff10kDataModule,
@@ -46,10 +45,8 @@ from datamodules import (  # noqa: E402
     SyntheticSegmentationDataModule,
     VOCAugDataModule,
 )
-from lightning_modules.fcn import FCN  # noqa: E402
 
 REAL_CAMVID = REPO_ROOT.parent / "shared" / "data" / "camvid"
-AUX_WEIGHT = 0.2
 
 # name → (DataModule, fixture layout of benchmarks/fixtures.py)
 FIXTURE_DATASETS: dict[str, tuple[type[SegmentationDataModule], str]] = {
@@ -101,11 +98,6 @@ class Result:
     model_ips: float | None
 
 
-def pair(size: int | Sequence[int]) -> tuple[int, int]:
-    """``(h, w)`` of an int side or a pair."""
-    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-
-
 def loader_throughput(loader: DataLoader, warmup: int, batches: int) -> float:
     """Training images/s of ``batches`` batches after ``warmup`` ones, cycling over epochs as needed.
 
@@ -137,36 +129,24 @@ def model_throughput(
 ) -> float | None:
     """Training images/s of an FCN (output stride 8, auxiliary head) on a random batch; ``None`` on OOM.
 
-    bf16 autocast and channels_last on CUDA; CUDA is synchronised before each reading of the timer.
+    The step of ``training_step.py`` (its network, loss and SGD update), in bf16 autocast with channels_last and
+    ``cudnn.benchmark`` on CUDA, fp32 elsewhere: batch size over the median step time of ``steps`` steps after
+    ``warmup`` ones, so that this table's model figure and the training-step table's agree.
     """
-    torch.manual_seed(0)
-    device = torch.device(device)
-    cuda = device.type == "cuda"
-    network = FCN(num_classes, backbone=backbone, output_stride=8, aux=True, channels_last=cuda).to(device).train()
-    optimizer = torch.optim.SGD(network.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-    images = torch.randn(batch_size, 3, *crop, device=device)
-    target = torch.randint(0, num_classes, (batch_size, *crop), device=device)
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(device, "bf16" if cuda else "fp32"):
-            outputs = network(images)
-            loss = F.cross_entropy(outputs["out"], target, ignore_index=IGNORE_INDEX)
-            loss = loss + AUX_WEIGHT * F.cross_entropy(outputs["aux"], target, ignore_index=IGNORE_INDEX)
-        loss.backward()
-        optimizer.step()
-
-    try:
-        for _ in range(warmup):
-            step()
-        synchronize(device)
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        synchronize(device)
-        return batch_size * steps / (time.perf_counter() - start)
-    except torch.cuda.OutOfMemoryError:
-        return None
+    cuda = torch.device(device).type == "cuda"
+    torch.backends.cudnn.benchmark = cuda
+    variant = Variant.parse("bf16+cl" if cuda else "fp32")
+    settings = argparse.Namespace(
+        backbone=backbone,
+        num_classes=num_classes,
+        crop=crop,
+        batch=batch_size,
+        device=device,
+        compile_backend="inductor",
+    )
+    network, module = build("fcn", variant, settings)
+    measured = measure(training_step(network, module, variant, settings), torch.device(device), warmup, steps)
+    return None if measured.oom else 1000 * batch_size / measured.ms
 
 
 def datamodules(
@@ -300,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> list[Result]:
         f"FCN {args.backbone} ({args.small_backbone} on the real CamVid), output stride 8, aux head; "
         f"batch size {args.batch_size}",
         f"loader: {args.batches} batches after {args.warmup}; "
-        f"model: {args.model_steps} steps after {args.model_warmup}",
+        f"model: median of {args.model_steps} steps after {args.model_warmup}",
     )
     print(table(results))
     return results

@@ -52,6 +52,7 @@ from benchmarks.common import (  # noqa: E402
     matmul_peak_tflops,
     measure,
     model_variants,
+    pair,
     parse_model_arguments,
     print_header,
     synchronize,
@@ -110,11 +111,12 @@ def build(model: str, variant: Variant, args: argparse.Namespace) -> tuple[nn.Mo
 def training_step(
     network: nn.Module, module: SegmentationModule, variant: Variant, args: argparse.Namespace
 ) -> Callable[[], None]:
-    """A closure running one step on a fixed random batch."""
+    """A closure running one step on a fixed random batch: ``args.batch`` crops, ``args.crop`` a side or ``(h, w)``."""
     device = torch.device(args.device)
+    crop = pair(args.crop)
     generator = torch.Generator().manual_seed(0)
-    images = torch.randn(args.batch, 3, args.crop, args.crop, generator=generator).to(device)
-    target = torch.randint(0, args.num_classes, (args.batch, args.crop, args.crop), generator=generator).to(device)
+    images = torch.randn(args.batch, 3, *crop, generator=generator).to(device)
+    target = torch.randint(0, args.num_classes, (args.batch, *crop), generator=generator).to(device)
     if variant.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(network.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)

@@ -7,6 +7,7 @@ import json
 import math
 import multiprocessing
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -66,7 +67,7 @@ def test_fixture_tree_loads(layout: str, datamodule_class: type[SegmentationData
             assert len(np.unique(label[label != IGNORE_INDEX])) > 1, "the label map keeps several classes"
 
     image, label = datamodule.datasets["train"][0]
-    crop = data_pipeline.pair(datamodule.crop_size)
+    crop = common.pair(datamodule.crop_size)
     assert image.shape == (3, *crop)
     assert label.shape == crop
     values = set(label.unique().tolist())
@@ -92,6 +93,22 @@ def test_quick_benchmark_prints_a_row_per_dataset(capsys: pytest.CaptureFixture[
         assert result.loader_ips > 0 and result.model_ips is not None and result.model_ips > 0
         assert row[-1].strip() == ("yes" if result.loader_ips >= result.model_ips else "no")
     assert set(multiprocessing.active_children()) <= children, "the loader workers are shut down after each dataset"
+
+
+def test_model_throughput_is_batch_over_the_median_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    timed = []
+
+    def fake_measure(call: Callable[[], None], device: torch.device, warmup: int, repeats: int) -> common.Measurement:
+        call()  # the training-step benchmark's FCN step runs at the pipeline's crop and batch
+        timed.append((device.type, warmup, repeats))
+        return common.Measurement(250.0, None)
+
+    monkeypatch.setattr(data_pipeline, "measure", fake_measure)
+    ips = data_pipeline.model_throughput("test_resnet", 5, (32, 48), 3, warmup=2, steps=4, device="cpu")
+    assert ips == pytest.approx(3 / 0.25)
+    assert timed == [("cpu", 2, 4)]
+    monkeypatch.setattr(data_pipeline, "measure", lambda *args: common.Measurement(None, None, oom=True))
+    assert data_pipeline.model_throughput("test_resnet", 5, (32, 48), 3, warmup=0, steps=1, device="cpu") is None
 
 
 def test_position_attention_benchmark_reports_every_mode_against_naive(capsys: pytest.CaptureFixture[str]) -> None:
