@@ -137,12 +137,7 @@ def model_throughput(
     torch.backends.cudnn.benchmark = cuda
     variant = Variant.parse("bf16+cl" if cuda else "fp32")
     settings = argparse.Namespace(
-        backbone=backbone,
-        num_classes=num_classes,
-        crop=crop,
-        batch=batch_size,
-        device=device,
-        compile_backend="inductor",
+        backbone=backbone, num_classes=num_classes, crop=crop, batch=batch_size, device=device
     )
     network, module = build("fcn", variant, settings)
     measured = measure(training_step(network, module, variant, settings), torch.device(device), warmup, steps)

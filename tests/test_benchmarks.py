@@ -96,17 +96,25 @@ def test_quick_benchmark_prints_a_row_per_dataset(capsys: pytest.CaptureFixture[
 
 
 def test_model_throughput_is_batch_over_the_median_step(monkeypatch: pytest.MonkeyPatch) -> None:
-    timed = []
+    timed, batches = [], []
+    build = data_pipeline.build
+
+    def recording_build(*args: object) -> tuple[torch.nn.Module, object]:
+        network, module = build(*args)
+        network.register_forward_hook(lambda _network, inputs, _output: batches.append(tuple(inputs[0].shape)))
+        return network, module
 
     def fake_measure(call: Callable[[], None], device: torch.device, warmup: int, repeats: int) -> common.Measurement:
-        call()  # the training-step benchmark's FCN step runs at the pipeline's crop and batch
+        call()
         timed.append((device.type, warmup, repeats))
         return common.Measurement(250.0, None)
 
+    monkeypatch.setattr(data_pipeline, "build", recording_build)
     monkeypatch.setattr(data_pipeline, "measure", fake_measure)
     ips = data_pipeline.model_throughput("test_resnet", 5, (32, 48), 3, warmup=2, steps=4, device="cpu")
     assert ips == pytest.approx(3 / 0.25)
     assert timed == [("cpu", 2, 4)]
+    assert batches == [(3, 3, 32, 48)], "the training-step benchmark's step runs at the pipeline's batch and crop"
     monkeypatch.setattr(data_pipeline, "measure", lambda *args: common.Measurement(None, None, oom=True))
     assert data_pipeline.model_throughput("test_resnet", 5, (32, 48), 3, warmup=0, steps=1, device="cpu") is None
 
