@@ -3,6 +3,7 @@
 import pytest
 import timm
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lightning_modules.danet import DANet, DANetHead, attention_maps, set_multi_grid
@@ -91,6 +92,29 @@ def test_fused_output_is_the_classified_sum_of_the_branches():
         torch.testing.assert_close(outputs["out"], head.conv8(sa_conv + sc_conv))
         torch.testing.assert_close(outputs["pam"], head.conv6(sa_conv))
         torch.testing.assert_close(outputs["cam"], head.conv7(sc_conv))
+
+
+def test_logits_are_upsampled_bilinearly_with_align_corners_as_in_the_official_code():
+    torch.manual_seed(0)
+    network = DANet(3, backbone="test_resnet").eval()
+    images = torch.randn(1, 3, 45, 47)
+    with torch.no_grad():
+        head = network.head(network.backbone(images)[-1])
+        outputs = network(images)
+    for key, logits in head.items():
+        expected = F.interpolate(logits, size=(45, 47), mode="bilinear", align_corners=True)
+        torch.testing.assert_close(outputs[key], expected)
+
+
+def test_classifiers_drop_whole_channels():
+    # Official classifiers: Dropout2d(0.1) then a 1×1 convolution; in training a channel is kept whole or zeroed.
+    head = DANetHead(64, 3)
+    torch.manual_seed(0)
+    for classifier in (head.conv6, head.conv7, head.conv8):
+        dropped = classifier[0].train()(torch.ones(4, 16, 5, 5))
+        per_channel = dropped.flatten(2)
+        assert torch.equal(per_channel.amin(dim=-1), per_channel.amax(dim=-1))
+        torch.testing.assert_close(per_channel[..., 0].unique(), torch.tensor([0.0, 1 / 0.9]))
 
 
 def test_fused_and_naive_networks_agree():

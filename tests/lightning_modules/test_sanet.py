@@ -7,7 +7,7 @@ from torch import nn
 from lightning_modules.backbones import Backbone
 from lightning_modules.blocks.channel import SqueezeExcite
 from lightning_modules.fcn import FCNHead
-from lightning_modules.sanet import SANet, SANetModule, SEFCNHead, category_presence, sa_attention_maps
+from lightning_modules.sanet import CategoryBranch, SANet, SANetModule, SEFCNHead, category_presence, sa_attention_maps
 
 HEADS = {"sa1", "sa2", "sa3", "sa4"}
 
@@ -68,6 +68,16 @@ def test_fcn_se_head_has_an_se_block():
     head = SEFCNHead(64, 3)
     (se,) = [m for m in head if isinstance(m, SqueezeExcite)]
     assert se.channels == 16 and se.rd_channels == 1  # C / 4 channels, r = 16
+
+
+def test_category_branch_is_global_average_pooling_then_two_linear_layers():
+    torch.manual_seed(0)
+    branch = CategoryBranch(8, 5, width=4)
+    x = torch.randn(2, 8, 6, 7)
+    pooled = x.sum(dim=(2, 3)) / 42
+    hidden = torch.clamp(pooled @ branch.fc1.weight.T + branch.fc1.bias, min=0)
+    torch.testing.assert_close(branch(x), hidden @ branch.fc2.weight.T + branch.fc2.bias)
+    assert branch.fc1.weight.shape == (4, 8) and branch.fc2.weight.shape == (5, 4)
 
 
 def test_category_presence_by_hand():

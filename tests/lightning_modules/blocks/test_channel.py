@@ -124,6 +124,11 @@ def test_cbam_official_init_and_parameters():
     assert n_params(cbam) == (2 * 256 * 16 + 16 + 256) + 2 * 7 * 7 + 2 == 8_564
     assert n_params(CBAM(256, spatial=False)) == 8_464
     assert n_params(CBAM(256, mlp_bias=False)) == 2 * 256 * 16 + 100
+    # Official init of the 7×7 convolution: Kaiming normal, fan_out = 1 · 7 · 7, std = sqrt(2 / 49) ≈ 0.202
+    # (fan_in would give sqrt(2 / 98) ≈ 0.143); 200 gates hold 19,600 weights, std within ±2 %.
+    torch.manual_seed(0)
+    weights = torch.cat([CBAM(16).spatial_gate.conv.weight.flatten() for _ in range(200)])
+    assert weights.std().item() == pytest.approx((2 / 49) ** 0.5, rel=0.02)
 
 
 def test_cbam_rejects_bad_settings():
