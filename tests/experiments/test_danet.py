@@ -50,8 +50,21 @@ def test_paper_recipes():
         (0.75, 2.0),
         (4, 8, 16),
     )
-    assert get_experiment("danet.pascal_context").recipe("paper")["data"] == "pascal_context_60"
-    assert get_experiment("danet.coco_stuff").recipe("paper")["max_epochs"] == 180
+    # The other datasets (experiments.danet's docstring): batch 16, lr 0.001 (PyTorch-Encoding's pcontext /
+    # pascal_aug default), base 520, crop 480 (COCO-Stuff 512), 240 epochs (COCO-Stuff 180, paper Sec. 4.1);
+    # evaluation windows of the crop size moved by 2/3 of it, PyTorch-Encoding's scales 0.5-1.75.
+    keys = ("data", "base_size", "crop_size", "batch_size", "max_epochs", "lr", "eval_window", "eval_stride")
+    expected = {
+        "pascal_context": ("pascal_context_60", 520, 480, 16, 240, 0.001, 480, 320),
+        "coco_stuff": ("coco_stuff_10k", 520, 512, 16, 180, 0.001, 512, 341),
+        "pascal_voc": ("voc", 520, 480, 16, 240, 0.001, 480, 320),
+    }
+    for name, values in expected.items():
+        recipe = get_experiment(f"danet.{name}").recipe("paper")
+        assert tuple(recipe[key] for key in keys) == values, name
+        assert recipe["ms_scales"] == (0.5, 0.75, 1.0, 1.25, 1.5, 1.75), name
+    # Cityscapes multi-scale test of the official test.py.
+    assert CITYSCAPES_MS_SCALES == (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.2)
 
 
 def test_small_profile_is_the_camvid_recipe_with_one_learning_rate():

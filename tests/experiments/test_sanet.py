@@ -55,3 +55,29 @@ def test_complexity_rows_add_up():
     parts = row["backbone"] + row["sa_heads"] + row["dense_head"] + row["category"]
     assert row["total"] == parts == 70_842_322
     assert row["without_dense"] == row["total"] - row["dense_head"]
+
+
+@pytest.mark.parametrize(
+    ("name", "data_class", "epochs", "lr"),
+    [
+        ("sanet.ablation", "PascalContext59DataModule", 20, 1e-3),
+        ("sanet.fcn_se", "PascalContext59DataModule", 20, 1e-3),
+        ("sanet.pascal_context", "PascalContext59DataModule", 80, 1e-3),
+        ("sanet.pascal_voc", "VOCAugDataModule", 80, 1e-4),
+    ],
+)
+def test_paper_recipes_build_the_published_training_setup(name, data_class, epochs, lr):
+    # Sec. 4.1 / 4.4: SGD (momentum 0.9, weight decay 1e-4), poly 0.9, batch 16, head at 10× the backbone's rate,
+    # α = 0.2, β = 0.8; Context lr 1e-3 for 80 epochs (20 in the ablations), VOC lr 1e-4 for 80 epochs. EncNet's
+    # base 520, crop 480 and scales 0.5-2.0 are the module's stated assumption.
+    experiment = get_experiment(name)
+    variant = next(v for v in experiment.variants() if v.name.startswith("SANet"))
+    recipe = experiment.recipe("paper", {"backbone": "test_resnet", "pretrained": False}, variant)
+    datamodule = experiment.build_datamodule(recipe)
+    assert type(datamodule).__name__ == data_class and recipe["max_epochs"] == epochs
+    assert (datamodule.base_size, datamodule.crop_size, datamodule.batch_size) == (520, 480, 16)
+    assert datamodule.scale_range == (0.5, 2.0)
+    module = experiment.build_module(variant, recipe, datamodule)
+    hparams = {key: module.hparams[key] for key in ("lr", "head_lr_mult", "momentum", "weight_decay", "poly_power")}
+    assert hparams == {"lr": lr, "head_lr_mult": 10.0, "momentum": 0.9, "weight_decay": 1e-4, "poly_power": 0.9}
+    assert isinstance(module, SANetModule) and (module.alpha, module.beta) == (0.2, 0.8)
