@@ -9,7 +9,7 @@ import multiprocessing
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import numpy as np
 import pytest
@@ -93,6 +93,29 @@ def test_quick_benchmark_prints_a_row_per_dataset(capsys: pytest.CaptureFixture[
         assert result.loader_ips > 0 and result.model_ips is not None and result.model_ips > 0
         assert row[-1].strip() == ("yes" if result.loader_ips >= result.model_ips else "no")
     assert set(multiprocessing.active_children()) <= children, "the loader workers are shut down after each dataset"
+
+
+def test_measure_reports_the_median_of_the_timed_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Three timed calls of 10, 50 and 20 ms after two untimed warm-up calls: median 20 ms (the mean would be 26.7).
+    clock = iter([0.0, 0.010, 1.0, 1.050, 2.0, 2.020])
+    monkeypatch.setattr(common, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
+    calls = []
+    measured = common.measure(lambda: calls.append(1), torch.device("cpu"), warmup=2, repeats=3)
+    assert measured.ms == pytest.approx(20.0) and measured.peak_mib is None and not measured.oom
+    assert len(calls) == 5
+
+
+def test_matmul_peak_counts_two_flops_per_multiply_add(monkeypatch: pytest.MonkeyPatch) -> None:
+    products = []
+
+    def fake_measure(call: Callable[[], torch.Tensor], device: torch.device, warmup: int, repeats: int):
+        products.append(call())
+        return common.Measurement(500.0, None)
+
+    monkeypatch.setattr(common, "measure", fake_measure)
+    tflops = common.matmul_peak_tflops(torch.device("cpu"), 64)
+    assert tflops == pytest.approx(2 * 64**3 / 0.5 / 1e12)
+    assert products[0].shape == (64, 64) and products[0].dtype == torch.bfloat16
 
 
 def test_model_throughput_is_batch_over_the_median_step(monkeypatch: pytest.MonkeyPatch) -> None:

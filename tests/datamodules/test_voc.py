@@ -49,6 +49,20 @@ def test_fixture_tree_loads_with_training_transforms(voc_tree):
     torch.testing.assert_close(label, torch.from_numpy(raw.astype(np.int64)))
 
 
+def test_label_one_past_the_last_class_is_an_error(voc_tree):
+    # 21 classes: 20 (tvmonitor) and 255 (void) are labels, 21 is the first value that is not.
+    path = voc_tree / "VOCdevkit" / "VOC2012" / "SegmentationClass" / "2007_000033.png"
+    label = np.array(Image.open(path))
+    label[10, 10], label[11, 11] = 20, 21
+    Image.fromarray(label).save(path)
+    datamodule = VOCAugDataModule(voc_tree, num_workers=0)
+    datamodule.setup("validate")
+    val = datamodule.datasets["val"]
+    index = [label_path.name for _, label_path in val.samples].index("2007_000033.png")
+    with pytest.raises(ValueError, match=r"2007_000033\.png contains values \[21\] outside 0\.\.20 and 255"):
+        val[index]
+
+
 def test_val_needs_no_sbd(voc_tree):
     for path in sorted((voc_tree / "benchmark_RELEASE").rglob("*"), reverse=True):
         path.rmdir() if path.is_dir() else path.unlink()
