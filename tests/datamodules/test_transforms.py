@@ -84,10 +84,9 @@ def test_train_rejects_a_bad_scale_range():
 def test_eval_normalises_with_imagenet_statistics_and_keeps_the_size():
     image, label = position_coded(4, 6)
     out_image, out_label = apply(eval_transforms(), image, label)
-    expected = (image.float() / 255 - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) / torch.tensor(
-        [0.229, 0.224, 0.225]
-    )[:, None, None]
-    torch.testing.assert_close(out_image, expected)
+    mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
+    std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    torch.testing.assert_close(out_image, (image.float() / 255 - mean) / std)
     torch.testing.assert_close(out_label, label)
 
 
