@@ -210,7 +210,7 @@ def profile_top_kernels(args: argparse.Namespace, model: str, variant: Variant, 
         for _ in range(3):
             step()
         synchronize(device)
-    return prof.key_averages().table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total", row_limit=top)
+    return prof.key_averages().table(sort_by="self_device_time_total" if cuda else "self_cpu_time_total", row_limit=top)
 
 
 def table(rows: Sequence[Row]) -> str:
