@@ -235,13 +235,23 @@ def parse_with_device_defaults(
 ) -> argparse.Namespace:
     """Parse ``argv``, fill the settings left unset with ``--device``'s defaults and check the call counts."""
     args = parser.parse_args(argv)
+    fill_device_defaults(args, cuda_defaults, cpu_defaults)
+    if args.repeats < 1 or args.warmup < 0:
+        parser.error("--repeats must be >= 1 and --warmup >= 0.")
+    return args
+
+
+def fill_device_defaults(
+    args: argparse.Namespace, cuda_defaults: Mapping[str, Any], cpu_defaults: Mapping[str, Any]
+) -> None:
+    """Set each setting of ``args`` left unset (``None``) to its default for ``args.device``'s type.
+
+    The issue's sizes on CUDA, sizes that run in seconds elsewhere: a CPU cannot hold the issue's steps.
+    """
     defaults = cuda_defaults if torch.device(args.device).type == "cuda" else cpu_defaults
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    if args.repeats < 1 or args.warmup < 0:
-        parser.error("--repeats must be >= 1 and --warmup >= 0.")
-    return args
 
 
 def write_results(

@@ -10,8 +10,8 @@ size on ``--device``, in the recipes' speed settings on CUDA (bf16 autocast, cha
 on the much faster EfficientNet-Lite0 (``--small-backbone``). It prints a markdown table; "keeps up" means the
 loader delivers at least as many images/s as the model consumes.
 
-    python benchmarks/data_pipeline.py                  # the full benchmark
-    python benchmarks/data_pipeline.py --quick          # a few small images and a tiny model, for a CPU
+    python benchmarks/data_pipeline.py                  # the full benchmark on CUDA; the --quick sizes on a CPU
+    python benchmarks/data_pipeline.py --quick          # a few small images and a tiny model, on any device
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as `python benchmarks/data_pipeline.py`: make the packages importable
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.common import Variant, measure, pair, print_header  # noqa: E402
+from benchmarks.common import Variant, fill_device_defaults, measure, pair, print_header  # noqa: E402
 from benchmarks.fixtures import write_tree  # noqa: E402
 from benchmarks.training_step import build, training_step  # noqa: E402
 from datamodules import (  # noqa: E402
@@ -58,7 +58,8 @@ FIXTURE_DATASETS: dict[str, tuple[type[SegmentationDataModule], str]] = {
 }
 DATASETS = (*FIXTURE_DATASETS, "camvid_real", "synthetic")
 
-# Settings left unset on the command line take these values (--quick: a check that runs in seconds on a CPU).
+# Settings left unset on the command line: FULL on CUDA; QUICK, a check that runs in seconds, on a CPU (which cannot
+# hold a ResNet-101 step at 768×768, batch 8) and with --quick anywhere.
 FULL = dict(
     height=1024,
     width=2048,
@@ -229,33 +230,36 @@ def table(results: Sequence[Result]) -> str:
     return "\n".join(lines)
 
 
+def defaults_of(key: str) -> str:
+    """A setting's two defaults, for its help."""
+    return f"(CUDA default {FULL[key]}, CPU {QUICK[key]})"
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="few small images, test_resnet, 1-2 batches")
-    parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS), help="what to time")
-    parser.add_argument("--height", type=int, help=f"fixture image height (default {FULL['height']})")
-    parser.add_argument("--width", type=int, help=f"fixture image width (default {FULL['width']})")
     parser.add_argument(
-        "--num-images", type=int, help=f"training images per fixture tree (default {FULL['num_images']})"
+        "--quick", action="store_true", help="few small images, test_resnet, 1-2 batches (the CPU default) on CUDA too"
     )
-    parser.add_argument("--batch-size", type=int, help=f"training batch size (default {FULL['batch_size']})")
+    parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS), help="what to time")
+    parser.add_argument("--height", type=int, help=f"fixture image height {defaults_of('height')}")
+    parser.add_argument("--width", type=int, help=f"fixture image width {defaults_of('width')}")
+    parser.add_argument("--num-images", type=int, help=f"training images per fixture tree {defaults_of('num_images')}")
+    parser.add_argument("--batch-size", type=int, help=f"training batch size {defaults_of('batch_size')}")
     parser.add_argument("--workers", type=int, help="loader processes (default: each DataModule's own default)")
-    parser.add_argument("--batches", type=int, help=f"timed loader batches (default {FULL['batches']})")
-    parser.add_argument("--warmup", type=int, help=f"untimed loader batches first (default {FULL['warmup']})")
-    parser.add_argument("--model-steps", type=int, help=f"timed model steps (default {FULL['model_steps']})")
-    parser.add_argument("--model-warmup", type=int, help=f"untimed model steps first (default {FULL['model_warmup']})")
-    parser.add_argument("--backbone", help=f"timm backbone of the FCN (default {FULL['backbone']})")
+    parser.add_argument("--batches", type=int, help=f"timed loader batches {defaults_of('batches')}")
+    parser.add_argument("--warmup", type=int, help=f"untimed loader batches first {defaults_of('warmup')}")
+    parser.add_argument("--model-steps", type=int, help=f"timed model steps {defaults_of('model_steps')}")
+    parser.add_argument("--model-warmup", type=int, help=f"untimed model steps first {defaults_of('model_warmup')}")
+    parser.add_argument("--backbone", help=f"timm backbone of the FCN {defaults_of('backbone')}")
     parser.add_argument(
-        "--small-backbone", help=f"backbone of the FCN on the real CamVid (default {FULL['small_backbone']})"
+        "--small-backbone", help=f"backbone of the FCN on the real CamVid {defaults_of('small_backbone')}"
     )
     parser.add_argument("--camvid-root", type=Path, default=REAL_CAMVID, help="the real CamVid (default: %(default)s)")
     parser.add_argument(
         "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="model device (default: %(default)s)"
     )
     args = parser.parse_args(argv)
-    for key, value in (QUICK if args.quick else FULL).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    fill_device_defaults(args, QUICK if args.quick else FULL, QUICK)
     if args.num_images < args.batch_size:
         parser.error(f"--num-images ({args.num_images}) must be at least --batch-size ({args.batch_size}).")
     if min(args.batches, args.model_steps) < 1 or min(args.warmup, args.model_warmup) < 0:

@@ -95,6 +95,19 @@ def test_quick_benchmark_prints_a_row_per_dataset(capsys: pytest.CaptureFixture[
     assert set(multiprocessing.active_children()) <= children, "the loader workers are shut down after each dataset"
 
 
+def test_data_pipeline_sizes_follow_the_device_unless_quick_or_set() -> None:
+    # Parsing only: naming the cuda device needs no GPU. A CPU takes the quick sizes without --quick (the full
+    # ones, a ResNet-101 step at 768x768 and batch 8, cannot fit there), CUDA the full ones.
+    cpu = data_pipeline.parse_args(["--device", "cpu"])
+    cuda = data_pipeline.parse_args(["--device", "cuda"])
+    cuda_quick = data_pipeline.parse_args(["--device", "cuda", "--quick"])
+    cpu_set = data_pipeline.parse_args(["--device", "cpu", "--height", "96", "--backbone", "resnet18"])
+    assert (cpu.height, cpu.width, cpu.batch_size, cpu.backbone) == (64, 128, 1, "test_resnet")
+    assert (cuda.height, cuda.width, cuda.batch_size, cuda.backbone) == (1024, 2048, 8, "resnet101")
+    assert (cuda_quick.height, cuda_quick.batch_size, cuda_quick.small_backbone) == (64, 1, "test_resnet")
+    assert (cpu_set.height, cpu_set.width, cpu_set.backbone) == (96, 128, "resnet18")
+
+
 def test_measure_reports_the_median_of_the_timed_calls(monkeypatch: pytest.MonkeyPatch) -> None:
     # Three timed calls of 10, 50 and 20 ms after two untimed warm-up calls: median 20 ms (the mean would be 26.7).
     clock = iter([0.0, 0.010, 1.0, 1.050, 2.0, 2.020])
