@@ -3,7 +3,8 @@
 Every measurement is a median over timed calls after untimed warm-up calls, with CUDA synchronised before
 each reading of the clock; peak memory is ``torch.cuda.max_memory_allocated`` over the timed calls (a CPU
 allocator keeps no peak: ``None``). A run out of memory is a result (``oom=True``), not a crash, so that one
-variant that does not fit leaves the rest of a table standing.
+variant that does not fit leaves the rest of a table standing; :func:`attempt` does the same for a variant that
+fails in any other way (a compiler error, say), printing its traceback.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import os
 import platform
 import shlex
 import statistics
+import sys
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -41,6 +44,18 @@ class Measurement:
     ms: float | None
     peak_mib: float | None
     oom: bool = False
+    error: str | None = None
+
+    @property
+    def missing(self) -> str | None:
+        """What a table shows instead of a value: ``OOM``, ``failed``, or ``None`` when measured."""
+        return "OOM" if self.oom else "failed" if self.error is not None else None
+
+    def __str__(self) -> str:
+        if self.missing is not None:
+            return self.missing if self.error is None else f"failed ({self.error})"
+        peak = "" if self.peak_mib is None else f", peak {self.peak_mib:.0f} MiB"
+        return f"{self.ms:.2f} ms{peak}"
 
 
 def is_oom(err: BaseException) -> bool:
@@ -77,6 +92,28 @@ def measure(call: Callable[[], Any], device: torch.device, warmup: int, repeats:
             torch.cuda.empty_cache()
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None
     return Measurement(statistics.median(times), peak)
+
+
+def describe(err: BaseException) -> str:
+    """The error's type and the first line of its message, for a table or a JSON field."""
+    return f"{type(err).__name__}: {err}".splitlines()[0]
+
+
+def attempt(what: str, call: Callable[..., Measurement], *args: Any) -> Measurement:
+    """``call(*args)``'s measurement of ``what``, or on an error other than OOM a failed one naming it.
+
+    The traceback goes to stderr and the table goes on: on a lent GPU, one variant that fails must not cost the
+    rows after it. Progress and each result go to stderr too, so that a run cut off at a time limit still shows
+    what it measured.
+    """
+    print(f"timing {what} ...", file=sys.stderr)
+    try:
+        measured = call(*args)
+    except Exception as err:
+        traceback.print_exc()
+        measured = Measurement(None, None, error=describe(err))
+    print(f"  {what}: {measured}", file=sys.stderr)
+    return measured
 
 
 def pair(size: int | Sequence[int]) -> tuple[int, int]:
@@ -127,10 +164,10 @@ def print_header(script: str, argv: Sequence[str], device: torch.device, *lines:
     print()
 
 
-def cell(value: float | None, digits: int, oom: bool = False) -> str:
-    """A table cell: ``OOM``, ``n/a`` for a missing value, else the value rounded."""
-    if oom:
-        return "OOM"
+def cell(value: float | None, digits: int, missing: str | None = None) -> str:
+    """A table cell: ``missing`` (a :attr:`Measurement.missing`) when given, ``n/a`` for no value, else the value."""
+    if missing is not None:
+        return missing
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 

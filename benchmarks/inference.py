@@ -35,7 +35,9 @@ if str(REPO_ROOT) not in sys.path:  # run as `python benchmarks/inference.py`: m
 
 from benchmarks.common import (  # noqa: E402
     Measurement,
+    Variant,
     add_model_arguments,
+    attempt,
     autocast,
     build_network,
     cell,
@@ -95,19 +97,29 @@ def run(args: argparse.Namespace) -> list[Row]:
     rows = []
     for model in args.models:
         for variant in model_variants(model, args.variants):
-            network = build_network(model, variant, args, dynamic=True).eval()
             for protocol in args.protocols:
-                print(f"timing {model} {variant.name} {protocol} ...", file=sys.stderr)
-                predict = protocol_call(protocol, network, image, args)
-
-                def call(predict: Callable[[], torch.Tensor] = predict, precision: str = variant.precision) -> None:
-                    with torch.inference_mode(), autocast(device, precision):
-                        predict()
-
-                rows.append(Row(model, variant.name, protocol, measure(call, device, args.warmup, args.repeats)))
-            del network
-            synchronize(device)
+                what = f"{model} {variant.name} {protocol}"
+                measured = attempt(what, time_prediction, model, variant, protocol, image, args)
+                rows.append(Row(model, variant.name, protocol, measured))
     return rows
+
+
+def time_prediction(
+    model: str, variant: Variant, protocol: str, image: torch.Tensor, args: argparse.Namespace
+) -> Measurement:
+    """Build ``model`` as ``variant`` and time its prediction of ``image`` (the network is freed on return)."""
+    device = torch.device(args.device)
+    network = build_network(model, variant, args, dynamic=True).eval()
+    predict = protocol_call(protocol, network, image, args)
+
+    def call() -> None:
+        with torch.inference_mode(), autocast(device, variant.precision):
+            predict()
+
+    try:
+        return measure(call, device, args.warmup, args.repeats)
+    finally:
+        synchronize(device)
 
 
 def table(rows: Sequence[Row]) -> str:
@@ -118,10 +130,10 @@ def table(rows: Sequence[Row]) -> str:
     for row in rows:
         m = row.measured
         seconds = None if m.ms is None else m.ms / 1000
-        fits = "OOM" if m.oom else "n/a" if m.peak_mib is None else "yes" if m.peak_mib <= 8 * GIB else "no"
+        fits = m.missing or ("n/a" if m.peak_mib is None else "yes" if m.peak_mib <= 8 * GIB else "no")
         lines.append(
-            f"| {row.model} | {row.variant} | {row.protocol} | {cell(seconds, 3, m.oom)} "
-            f"| {cell(row.images_per_second, 2, m.oom)} | {cell(m.peak_mib, 0, m.oom)} | {fits} |"
+            f"| {row.model} | {row.variant} | {row.protocol} | {cell(seconds, 3, m.missing)} "
+            f"| {cell(row.images_per_second, 2, m.missing)} | {cell(m.peak_mib, 0, m.missing)} | {fits} |"
         )
     return "\n".join(lines)
 

@@ -37,13 +37,25 @@ def load(paths: Sequence[Path]) -> dict[str, list[dict[str, Any]]]:
     return rows
 
 
+def missing(row: dict[str, Any]) -> str:
+    """What a row without images/s shows: ``failed`` (a JSON ``error``), else ``OOM``."""
+    return "failed" if row["measured"].get("error") else "OOM"
+
+
+def inference_note(row: dict[str, Any]) -> str:
+    """The peak memory of an inference row in GiB (none on a CPU), or why it has no value."""
+    if row["images_per_second"] is None:
+        return missing(row)
+    peak = row["measured"]["peak_mib"]
+    return "" if peak is None else f"{peak / 1024:.1f} GiB"
+
+
 def bars(axes: Axes, labels: list[str], values: list[float | None], notes: list[str], title: str) -> None:
-    """Horizontal bars of ``values`` (``None``: OOM) with a note at the end of each."""
+    """Horizontal bars of ``values`` (``None``: not measured, the note says why) with a note at the end of each."""
     positions = range(len(labels))
     axes.barh(positions, [value or 0.0 for value in values], color="tab:blue")
     for y, value, note in zip(positions, values, notes, strict=True):
-        axes.annotate(note if value is not None else "OOM", (value or 0.0, y), xytext=(3, 0),
-                      textcoords="offset points", va="center", fontsize=7)  # fmt: skip
+        axes.annotate(note, (value or 0.0, y), xytext=(3, 0), textcoords="offset points", va="center", fontsize=7)
     axes.set_yticks(list(positions), labels, fontsize=7)
     axes.invert_yaxis()
     axes.set_xlabel("images / s")
@@ -61,14 +73,11 @@ def plot(rows: dict[str, list[dict[str, Any]]], output: Path) -> Path:
         data = rows[name]
         if name == "training_step":
             labels = [f"{row['model']} {row['variant']}" for row in data]
-            notes = [f"MFU {100 * row['mfu']:.0f}%" if row["mfu"] is not None else "" for row in data]
+            notes = [f"MFU {100 * row['mfu']:.0f}%" if row["mfu"] is not None else missing(row) for row in data]
             title = "training step (forward, loss, backward, SGD)"
         else:
             labels = [f"{row['model']} {row['variant']} {row['protocol']}" for row in data]
-            notes = [
-                f"{row['measured']['peak_mib'] / 1024:.1f} GiB" if row["measured"]["peak_mib"] is not None else ""
-                for row in data
-            ]
+            notes = [inference_note(row) for row in data]
             title = "inference, one full-resolution image (log scale)"
         bars(ax, labels, [row["images_per_second"] for row in data], notes, title)
         if name == "inference":

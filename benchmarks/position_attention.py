@@ -38,6 +38,7 @@ if str(REPO_ROOT) not in sys.path:  # run as `python benchmarks/position_attenti
 
 from benchmarks.common import (  # noqa: E402
     Measurement,
+    attempt,
     autocast,
     cell,
     measure,
@@ -118,8 +119,7 @@ def run(args: argparse.Namespace) -> list[Comparison]:
     }
     rows = []
     for name in args.only:
-        print(f"timing {name} ...", file=sys.stderr)
-        measured = {mode: functions[name](args, mode) for mode in POSITION_MODES}
+        measured = {mode: attempt(f"{name} {mode}", functions[name], args, mode) for mode in POSITION_MODES}
         shape, items = shapes[name]
         rows.append(Comparison(name, shape, items, measured))
     return rows
@@ -136,8 +136,8 @@ def table(rows: Sequence[Comparison]) -> str:
             rate = None if m.ms is None else 1000 * row.items / m.ms
             ratios = f"{cell(row.time_ratio(mode), 2)} | {cell(row.memory_ratio(mode), 2)}"
             lines.append(
-                f"| {row.benchmark} | {row.shape} | {mode} | {cell(m.ms, 2, m.oom)} | {cell(rate, 2, m.oom)} "
-                f"| {cell(m.peak_mib, 0, m.oom)} | {ratios} |"
+                f"| {row.benchmark} | {row.shape} | {mode} | {cell(m.ms, 2, m.missing)} | {cell(rate, 2, m.missing)} "
+                f"| {cell(m.peak_mib, 0, m.missing)} | {ratios} |"
             )
     return "\n".join(lines)
 

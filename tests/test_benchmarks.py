@@ -185,6 +185,22 @@ def test_position_attention_benchmark_reports_oom_instead_of_crashing() -> None:
     assert "| naive | OOM |" in position_attention.table([row])
 
 
+def test_position_attention_mode_that_fails_is_a_failed_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    pam_module = position_attention.pam_module
+
+    def module_or_fail(channels: int, mode: str, device: torch.device) -> torch.nn.Module:
+        if mode == "fused_heads":
+            raise RuntimeError("no kernel for these shapes")
+        return pam_module(channels, mode, device)
+
+    monkeypatch.setattr(position_attention, "pam_module", module_or_fail)
+    argv = ["--device", "cpu", "--batch", "1", "--feature-size", "4", "4", "--channels", "16", "--only", "pam_train"]
+    (row,) = position_attention.main([*argv, "--repeats", "1", "--warmup", "0"])
+    assert row.measured["fused_heads"].error == "RuntimeError: no kernel for these shapes"
+    assert row.time_ratio("fused_heads") is None and row.time_ratio("fused") > 0
+    assert "| fused_heads | failed | failed | failed | n/a | n/a |" in position_attention.table([row])
+
+
 training_step = load_script("training_step")
 inference = load_script("inference")
 
@@ -233,10 +249,71 @@ def test_training_step_benchmark_measures_every_model_and_writes_json(
         assert row.measured.ms > 0 and row.flops > 0 and math.isfinite(row.mfu) and row.mfu > 0
     danet = [row.flops for row in rows if row.model == "danet"]
     assert len(danet) == 3 and len(set(danet)) == 1, "every variant of a model is charged its model FLOPs"
-    assert "top 3 kernels of fcn fp32" in out and "| danet | naive |" in out
+    assert "top 3 kernels of fcn bf16+cl" in out and "| danet | naive |" in out, "the recipes' CUDA settings"
     saved = json.loads((tmp_path / "steps.json").read_text())
     assert saved["benchmark"] == "training_step" and len(saved["rows"]) == len(rows)
     assert saved["rows"][0]["flops"] == rows[0].flops and saved["profile"]
+
+
+def test_a_failing_variant_is_a_failed_row_and_the_table_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    build = training_step.build
+
+    def build_or_fail(model: str, variant: common.Variant, args: object) -> object:
+        if variant.compile:
+            raise RuntimeError("the compiler failed\nits long log")
+        return build(model, variant, args)
+
+    monkeypatch.setattr(training_step, "build", build_or_fail)
+    argv = ["--device", "cpu", "--crop", "32", "--batch", "2", "--repeats", "1", "--warmup", "0", "--peak-size", "64"]
+    argv += ["--models", "fcn", "danet", "--variants", "fp32+compile", "fp32", "--json", str(tmp_path / "s.json")]
+    argv += ["--profile", "--profile-variant", "fp32+compile"]
+    rows = training_step.main(argv)
+    captured = capsys.readouterr()
+    assert [(row.model, row.variant, row.measured.missing) for row in rows] == [
+        ("fcn", "fp32+compile", "failed"),
+        ("fcn", "fp32", None),
+        ("danet", "fp32+compile", "failed"),
+        ("danet", "fp32", None),
+    ]
+    assert rows[0].measured.error == "RuntimeError: the compiler failed" and rows[0].mfu is None
+    assert rows[1].measured.ms > 0 and rows[3].mfu > 0
+    assert "| fcn | fp32+compile | failed | failed | failed |" in captured.out
+    assert (
+        "Traceback" in captured.err and "fcn fp32+compile: failed (RuntimeError: the compiler failed)" in captured.err
+    )
+    assert "danet fp32: " in captured.err and " ms" in captured.err, "each result reaches the log as it is measured"
+    saved = json.loads((tmp_path / "s.json").read_text())
+    assert saved["rows"][2]["measured"]["error"] == "RuntimeError: the compiler failed"
+    assert saved["profile"] == "failed: RuntimeError: the compiler failed", "a failed profile still writes the rows"
+    with pytest.raises(SystemExit):
+        training_step.parse_args(["--device", "cpu", "--profile-variant", "fp16"])
+    assert "--profile-variant: " in capsys.readouterr().err
+
+
+def test_inference_rows_of_a_variant_that_fails_say_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    build_network = inference.build_network
+
+    def build_or_fail(model: str, variant: common.Variant, *args: object, **kwargs: object) -> object:
+        if variant.compile:
+            raise RuntimeError("the compiler failed")
+        return build_network(model, variant, *args, **kwargs)
+
+    monkeypatch.setattr(inference, "build_network", build_or_fail)
+    argv = ["--device", "cpu", "--image-size", "32", "64", "--window", "32", "--stride", "16", "--scales", "0.75"]
+    argv += ["--repeats", "1", "--warmup", "0", "--models", "fcn", "--variants", "fp32+compile", "fp32"]
+    rows = inference.main(argv)
+    out = capsys.readouterr().out
+    assert [(row.variant, row.protocol, row.measured.missing) for row in rows] == [
+        ("fp32+compile", "single", "failed"),
+        ("fp32+compile", "ms_flip", "failed"),
+        ("fp32", "single", None),
+        ("fp32", "ms_flip", None),
+    ]
+    assert "| fcn | fp32+compile | single | failed | failed | failed | failed |" in out
 
 
 def test_inference_benchmark_times_both_protocols(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -265,12 +342,14 @@ plot_benchmarks = load_script("plot_benchmarks")
 def test_plot_draws_both_benchmarks_and_names_a_bad_file(tmp_path: Path) -> None:
     measured = {"ms": 50.0, "peak_mib": 2048.0, "oom": False}
     oom = {"ms": None, "peak_mib": None, "oom": True}
+    failed = {"ms": None, "peak_mib": None, "oom": False, "error": "RuntimeError: the compiler failed"}
     steps = {
         "benchmark": "training_step",
         "device": "GPU X",
         "rows": [
             {"model": "danet", "variant": "bf16", "measured": measured, "images_per_second": 160.0, "mfu": 0.4},
             {"model": "danet", "variant": "fp32", "measured": oom, "images_per_second": None, "mfu": None},
+            {"model": "danet", "variant": "compile", "measured": failed, "images_per_second": None, "mfu": None},
         ],
     }
     infer = {
@@ -286,6 +365,9 @@ def test_plot_draws_both_benchmarks_and_names_a_bad_file(tmp_path: Path) -> None
         files[-1].write_text(json.dumps(payload))
     output = plot_benchmarks.main([*map(str, files), "-o", str(tmp_path / "plot.png")])
     assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = steps["rows"] + infer["rows"]
+    assert [plot_benchmarks.missing(row) for row in rows[1:3]] == ["OOM", "failed"]
+    assert plot_benchmarks.inference_note(infer["rows"][0]) == "2.0 GiB"
     (tmp_path / "other.json").write_text(json.dumps({"benchmark": "data_pipeline", "rows": []}))
     with pytest.raises(SystemExit, match=r"other\.json: field 'benchmark' is 'data_pipeline'"):
         plot_benchmarks.main([str(tmp_path / "other.json")])
