@@ -229,11 +229,22 @@ def build_network(model: str, variant: Variant, args: argparse.Namespace, dynami
     return network
 
 
+def variant_name(name: str) -> str:
+    """``name`` when :meth:`Variant.parse` takes it: the argparse ``type`` of every variant option."""
+    try:
+        Variant.parse(name)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return name
+
+
 def add_model_arguments(parser: argparse.ArgumentParser, default_variants: Sequence[str]) -> None:
     """The arguments that training_step.py and inference.py share: device, models, variants, sizes, output."""
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="default: %(default)s")
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
-    parser.add_argument("--variants", nargs="+", default=list(default_variants), help="see the description")
+    parser.add_argument(
+        "--variants", nargs="+", type=variant_name, default=list(default_variants), help="see the description"
+    )
     parser.add_argument("--backbone", help="timm backbone (CUDA default resnet101; CPU test_resnet)")
     parser.add_argument("--num-classes", type=int, default=19, help="classes (default: %(default)s, Cityscapes)")
     parser.add_argument("--repeats", type=int, help="timed calls")
@@ -246,22 +257,6 @@ def add_model_arguments(parser: argparse.ArgumentParser, default_variants: Seque
         help="leave torch.backends.cudnn.benchmark off (default: on)",
     )
     parser.add_argument("--json", type=Path, help="also write the settings and rows to this JSON file")
-
-
-def parse_model_arguments(
-    parser: argparse.ArgumentParser,
-    argv: Sequence[str] | None,
-    cuda_defaults: Mapping[str, Any],
-    cpu_defaults: Mapping[str, Any],
-) -> argparse.Namespace:
-    """:func:`parse_with_device_defaults`, then a check of the variant names."""
-    args = parse_with_device_defaults(parser, argv, cuda_defaults, cpu_defaults)
-    try:
-        for name in args.variants:
-            Variant.parse(name)
-    except ValueError as err:
-        parser.error(str(err))
-    return args
 
 
 def parse_with_device_defaults(

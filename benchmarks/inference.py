@@ -43,9 +43,8 @@ from benchmarks.common import (  # noqa: E402
     cell,
     measure,
     model_variants,
-    parse_model_arguments,
+    parse_with_device_defaults,
     print_header,
-    synchronize,
     write_results,
 )
 from experiments.danet import CITYSCAPES_PAPER, evaluation  # noqa: E402
@@ -116,10 +115,7 @@ def time_prediction(
         with torch.inference_mode(), autocast(device, variant.precision):
             predict()
 
-    try:
-        return measure(call, device, args.warmup, args.repeats)
-    finally:
-        synchronize(device)
+    return measure(call, device, args.warmup, args.repeats)
 
 
 def table(rows: Sequence[Row]) -> str:
@@ -146,7 +142,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--scales", type=float, nargs="+", help="ms_flip scales (0.5 … 2.2)")
     parser.add_argument("--window", type=int, help="ms_flip sliding window side (1024)")
     parser.add_argument("--stride", type=int, help="ms_flip sliding window stride (512)")
-    return parse_model_arguments(parser, argv, CUDA_DEFAULTS, CPU_DEFAULTS)
+    return parse_with_device_defaults(parser, argv, CUDA_DEFAULTS, CPU_DEFAULTS)
 
 
 def main(argv: Sequence[str] | None = None) -> list[Row]:

@@ -56,9 +56,10 @@ from benchmarks.common import (  # noqa: E402
     measure,
     model_variants,
     pair,
-    parse_model_arguments,
+    parse_with_device_defaults,
     print_header,
     synchronize,
+    variant_name,
     write_results,
 )
 from lightning_modules.sanet import SANetModule  # noqa: E402
@@ -200,10 +201,7 @@ def time_step(model: str, variant: Variant, args: argparse.Namespace) -> Measure
     """Build ``model`` as ``variant`` and time its training step (the network is freed on return)."""
     device = torch.device(args.device)
     network, module = build(model, variant, args)
-    try:
-        return measure(training_step(network, module, variant, args), device, args.warmup, args.repeats)
-    finally:
-        synchronize(device)
+    return measure(training_step(network, module, variant, args), device, args.warmup, args.repeats)
 
 
 def profile_top_kernels(args: argparse.Namespace, model: str, variant: Variant, top: int) -> str:
@@ -251,16 +249,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true", help="also print the top kernels of the first model")
     parser.add_argument(
         "--profile-variant",
+        type=variant_name,
         default=PROFILE_VARIANT,
         help="the variant --profile profiles (default: %(default)s, the recipes' speed settings on CUDA)",
     )
     parser.add_argument("--top", type=int, default=15, help="rows of the --profile table (default: %(default)s)")
-    args = parse_model_arguments(parser, argv, CUDA_DEFAULTS, CPU_DEFAULTS)
-    try:
-        Variant.parse(args.profile_variant)
-    except ValueError as err:
-        parser.error(f"--profile-variant: {err}")
-    return args
+    return parse_with_device_defaults(parser, argv, CUDA_DEFAULTS, CPU_DEFAULTS)
 
 
 def main(argv: Sequence[str] | None = None) -> list[Row]:

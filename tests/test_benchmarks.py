@@ -290,6 +290,9 @@ def test_a_failing_variant_is_a_failed_row_and_the_table_goes_on(
     with pytest.raises(SystemExit):
         training_step.parse_args(["--device", "cpu", "--profile-variant", "fp16"])
     assert "--profile-variant: " in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        inference.parse_args(["--device", "cpu", "--variants", "fp32", "fp16"])
+    assert "argument --variants: variant 'fp16'" in capsys.readouterr().err
 
 
 def test_inference_rows_of_a_variant_that_fails_say_so(
