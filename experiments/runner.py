@@ -120,6 +120,18 @@ def _finished_record(results: Path) -> dict[str, Any] | None:
         return None
 
 
+def _build(
+    experiment: Experiment, variant: Variant, recipe: Mapping[str, Any], seed: int
+) -> tuple[L.LightningDataModule, L.LightningModule]:
+    """The run's DataModule and LightningModule, built after seeding, the network compiled when the recipe asks."""
+    L.seed_everything(seed, workers=True)
+    datamodule = experiment.build_datamodule(recipe)
+    module = experiment.build_module(variant, recipe, datamodule)
+    if recipe.get("compile", False):
+        compile_network(module)
+    return datamodule, module
+
+
 def _logging(
     run_dir: Path,
     wandb: WandbMode,
@@ -212,11 +224,7 @@ def run_variant(
     if finished is not None:
         return "skipped", finished
     last = run_dir / "checkpoints" / "last.ckpt"
-    L.seed_everything(seed, workers=True)
-    datamodule = experiment.build_datamodule(recipe)
-    module = experiment.build_module(variant, recipe, datamodule)
-    if recipe.get("compile", False):
-        compile_network(module)
+    datamodule, module = _build(experiment, variant, recipe, seed)
     strategy = trainer_strategy(devices, num_nodes)
     if "strategy" in strategy:
         # timm's conversion keeps the fused activation of its BatchNormAct2d (EfficientNet), which
@@ -282,12 +290,9 @@ def rescore(
             f"{variant.name!r} scores the network of {variant.rescores!r}, but its run has no checkpoint "
             f"{checkpoint}. Delete {source_dir / RESULTS_FILE} to train {variant.rescores!r} again."
         )
-    L.seed_everything(seed, workers=True)
-    datamodule = experiment.build_datamodule(recipe)
-    module = experiment.build_module(variant, recipe, datamodule)
+    datamodule, module = _build(experiment, variant, recipe, seed)
+    # nn.Module.compile keeps the state-dict keys, so the checkpoint loads into the compiled network too.
     module.load_state_dict(load_checkpoint(checkpoint)["state_dict"])
-    if recipe.get("compile", False):
-        compile_network(module)
     loggers, media = _logging(run_dir, wandb, experiment, variant, recipe, datamodule)
     trainer = L.Trainer(
         default_root_dir=run_dir,
