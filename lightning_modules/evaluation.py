@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from datamodules.transforms import resize_labels
 from lightning_modules.inference import predict
 from lightning_modules.metrics import BoundaryFScore, SegmentationScores
 
@@ -27,7 +28,8 @@ def zoom_center(images: torch.Tensor, labels: torch.Tensor, crop: int) -> tuple[
     Gated-SCNN (Sec. 4.3, "distance-based evaluation") evaluates on such centre crops, which
     enlarge the far, small objects near the image centre. The paper's exact crop geometry is not
     in its released code; we read the crop factor as pixels removed from each side (at the input's
-    resolution). Images are resized bilinearly, labels with nearest neighbour.
+    resolution). Images are resized bilinearly, labels with
+    :func:`~datamodules.transforms.resize_labels` (each pixel takes the label under its centre).
 
     Shapes: ``(B, C, H, W)`` float and ``(B, H, W)`` int → the same shapes.
     """
@@ -40,10 +42,7 @@ def zoom_center(images: torch.Tensor, labels: torch.Tensor, crop: int) -> tuple[
     zoomed = F.interpolate(
         images[..., window[0], window[1]], size=(height, width), mode="bilinear", align_corners=False
     )
-    zoomed_labels = F.interpolate(
-        labels[:, None, window[0], window[1]].float(), size=(height, width), mode="nearest"
-    ).long()[:, 0]
-    return zoomed, zoomed_labels
+    return zoomed, resize_labels(labels[:, window[0], window[1]], (height, width))
 
 
 @torch.inference_mode()

@@ -26,17 +26,31 @@ def labelled_batch(seed=0):
 
 
 def test_zoom_center_crops_each_side_and_resizes_back():
-    labels = torch.arange(20 * 24).reshape(1, 20, 24)
+    # Column j holds class j; 2 px cropped from each side of 12 leave columns 2..9, stretched back to 12: each
+    # output pixel takes the column under its centre (torch's legacy "nearest" gives [2, 2, 3, 4, 4, 5, ...]).
+    labels = torch.arange(12).expand(1, 12, 12)
     images = labels[:, None].float()
-    zoomed, zoomed_labels = zoom_center(images, labels, 4)
+    zoomed, zoomed_labels = zoom_center(images, labels, 2)
     assert zoomed.shape == images.shape and zoomed_labels.shape == labels.shape
-    # nearest-neighbour upsampling of the 12x16 centre by 20/12 and 24/16
-    rows = (torch.arange(20) * 12 // 20) + 4
-    cols = (torch.arange(24) * 16 // 24) + 4
-    torch.testing.assert_close(zoomed_labels[0], labels[0][rows][:, cols])
+    assert zoomed_labels[0, 5].tolist() == [2, 3, 3, 4, 5, 5, 6, 7, 7, 8, 9, 9]
+    torch.testing.assert_close(zoomed_labels[0].T, zoomed_labels[0][5].expand(12, 12).T)
     assert zoom_center(images, labels, 0)[1] is labels
     with pytest.raises(ValueError, match="leaves nothing"):
-        zoom_center(images, labels, 10)
+        zoom_center(images, labels, 6)
+
+
+def test_zoom_center_keeps_image_and_label_aligned():
+    # Grey level 10 j in column j (and 10 i in row i of a second channel): the bilinearly zoomed image stays
+    # within 5 of 10 × the label under each pixel centre, in both directions, away from the clamped border.
+    columns = torch.arange(24).expand(24, 24)
+    for labels, channel in ((columns, 0), (columns.T, 1)):
+        images = torch.stack([10.0 * columns, 10.0 * columns.T])[None]
+        for crop in (2, 3, 5, 7):
+            zoomed, zoomed_labels = zoom_center(images, labels[None], crop)
+            inside = zoomed_labels[0] != zoomed_labels[0].min()
+            inside &= zoomed_labels[0] != zoomed_labels[0].max()
+            error = (zoomed[0, channel][inside] - 10 * zoomed_labels[0][inside]).abs().max()
+            assert float(error) <= 5.0 + 1e-4, crop
 
 
 def test_evaluate_segmentation_scores_match_the_metrics():
