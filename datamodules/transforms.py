@@ -73,7 +73,7 @@ class ResizeShorterSide:
     def __init__(self, size: int, max_size: int | None = None) -> None:
         max_size = size if max_size is None else max_size
         if not 1 <= size <= max_size:
-            raise ValueError(f"the shorter side must satisfy 1 <= size <= max_size, got size={size}, max_size={max_size}.")
+            raise ValueError(f"the shorter side must satisfy 1 <= size <= max_size, got {size} and {max_size}.")
         self.size = size
         self.max_size = max_size
 

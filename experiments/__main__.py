@@ -12,6 +12,7 @@ from typing import Any
 
 from experiments.base import PROFILES, experiment_names, get_experiment
 from experiments.tracking import WANDB_MODES
+from lightning_modules.inference import COMBINES
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
@@ -60,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test", choices=("val", "test"))
     evaluate.add_argument("--multi-scale", action="store_true", help="scales 0.5..1.75")
     evaluate.add_argument("--flip", action="store_true", help="average with the horizontally flipped image")
+    evaluate.add_argument(
+        "--combine",
+        default="softmax",
+        choices=COMBINES,
+        help="how --multi-scale / --flip passes combine: average probabilities (mmsegmentation, default), "
+        "average logits, or exp_sum, DANet's official rule (sum over scales of exp(logits + flipped logits))",
+    )
     evaluate.add_argument("--sliding", action="store_true", help="sliding window of the training crop size")
     evaluate.add_argument("--window", type=int, nargs=2, metavar=("H", "W"), help="sliding window size")
     evaluate.add_argument(
@@ -173,6 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.window,
                 args.crop_factors,
                 args.device,
+                args.combine,
             )
             print(format_evaluation(record))
     except (ValueError, FileNotFoundError) as err:

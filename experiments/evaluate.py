@@ -13,6 +13,7 @@ from experiments.base import get_experiment
 from experiments.builders import datamodule_class
 from experiments.results import write_json_atomic
 from lightning_modules.evaluation import evaluate_segmentation
+from lightning_modules.inference import COMBINES
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -30,14 +31,22 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
-def predict_kwargs(multi_scale: bool, flip: bool, sliding: bool, window: Sequence[int] | None) -> dict[str, Any]:
-    """The inference protocol of the CLI flags (see :mod:`lightning_modules.inference`)."""
+def predict_kwargs(
+    multi_scale: bool, flip: bool, sliding: bool, window: Sequence[int] | None, combine: str = "softmax"
+) -> dict[str, Any]:
+    """The inference protocol of the CLI flags (see :mod:`lightning_modules.inference`).
+
+    ``combine`` (``"softmax"``, ``"logits"`` or ``"exp_sum"``) is how multi-scale / flipped passes combine.
+    """
     window_kwargs = {"window": tuple(window)} if sliding else {}
     if sliding and window is None:
         raise ValueError("--sliding needs the window size: the training crop of the recipe or --window H W.")
+    if combine not in COMBINES:
+        raise ValueError(f"--combine must be one of {', '.join(COMBINES)}, got {combine!r}.")
     if multi_scale or flip:
         scales = {} if multi_scale else {"scales": (1.0,)}
-        return {"mode": "multiscale", "flip": flip, **scales, **window_kwargs}
+        combined = {} if combine == "softmax" else {"combine": combine}
+        return {"mode": "multiscale", "flip": flip, **scales, **window_kwargs, **combined}
     if sliding:
         return {"mode": "sliding", **window_kwargs}
     return {"mode": "single"}
@@ -75,6 +84,7 @@ def evaluate_checkpoint(
     window: Sequence[int] | None = None,
     crop_factors: Sequence[int] = (),
     device: str | None = None,
+    combine: str = "softmax",
 ) -> dict[str, Any]:
     """Rebuild the run's network, load its weights and score it on ``split``; writes ``eval-<split>.json``."""
     if split not in ("val", "test"):
@@ -92,7 +102,7 @@ def evaluate_checkpoint(
         loader,
         datamodule.num_classes,
         class_names=datamodule.class_names,
-        predict_kwargs=predict_kwargs(multi_scale, flip, sliding, window),
+        predict_kwargs=predict_kwargs(multi_scale, flip, sliding, window, combine),
         crop_factors=crop_factors,
         device=device,
     )
@@ -102,7 +112,7 @@ def evaluate_checkpoint(
         "variant": run["variant"],
         "profile": recipe.get("profile"),
         "split": split,
-        "protocol": predict_kwargs(multi_scale, flip, sliding, window),
+        "protocol": predict_kwargs(multi_scale, flip, sliding, window, combine),
         "device": torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu",
         **result,
     }

@@ -12,7 +12,8 @@ Protocols:
 
 The functions neither switch the network to eval mode nor disable autograd: wrapping the call in
 ``torch.no_grad()`` / ``torch.inference_mode()`` and calling ``network.eval()`` is the caller's business.
-Results keep the dtype and device the network produces for the input.
+Results keep the dtype and device the network produces for the input (``combine="exp_sum"``: at least
+float32).
 """
 
 from __future__ import annotations
@@ -25,10 +26,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from datamodules.transforms import normalized_pad_value
 from lightning_modules.network import check_images, check_outputs
 
 DEFAULT_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
-COMBINES = ("softmax", "logits")
+Combine = Literal["softmax", "logits", "exp_sum"]
+COMBINES: tuple[Combine, ...] = ("softmax", "logits", "exp_sum")
+# What evaluation pads a normalised image with: a black pixel, as the training crops pad (datamodules.transforms).
+IMAGE_PAD_VALUE = normalized_pad_value()
 
 
 def _pair(value: int | tuple[int, int], name: str) -> tuple[int, int]:
@@ -60,6 +65,61 @@ def _resize(tensor: Tensor, size: tuple[int, int], align_corners: bool) -> Tenso
     return F.interpolate(tensor, size=size, mode="bilinear", align_corners=align_corners)
 
 
+def _pad_bottom_right(images: Tensor, height: int, width: int, pad_value: Sequence[float] | None) -> Tensor:
+    """``images`` padded at the bottom / right to at least ``(height, width)`` with a per-channel value."""
+    batch, channels, image_h, image_w = images.shape
+    if image_h >= height and image_w >= width:
+        return images
+    if pad_value is None:
+        if channels != len(IMAGE_PAD_VALUE):
+            raise ValueError(
+                f"the default pad_value is a black pixel under ImageNet normalisation (3 channels); the images have "
+                f"{channels} channels: pass pad_value, one normalised value per channel."
+            )
+        pad_value = IMAGE_PAD_VALUE
+    if len(pad_value) != channels:
+        raise ValueError(f"pad_value needs one value per image channel ({channels}), got {tuple(pad_value)}.")
+    fill = torch.tensor(pad_value, dtype=images.dtype, device=images.device).view(1, channels, 1, 1)
+    padded = fill.expand(batch, channels, max(height, image_h), max(width, image_w)).clone()
+    padded[:, :, :image_h, :image_w] = images
+    return padded
+
+
+def _slide(
+    predict_window: Callable[[Tensor], Tensor],
+    images: Tensor,
+    window: int | tuple[int, int],
+    stride: int | tuple[int, int] | None,
+    pad_value: Sequence[float] | None,
+) -> Tensor:
+    """``predict_window``'s scores of every window, averaged where windows overlap; see :func:`predict_sliding`."""
+    window_h, window_w = _pair(window, "window")
+    if stride is None:
+        stride_h, stride_w = (max(1, round(2 * size / 3)) for size in (window_h, window_w))
+    else:
+        stride_h, stride_w = _pair(stride, "stride")
+    if stride_h > window_h or stride_w > window_w:
+        raise ValueError(
+            f"stride {(stride_h, stride_w)} must not exceed the window {(window_h, window_w)}: "
+            "the windows would leave gaps."
+        )
+
+    height, width = images.shape[-2:]
+    padded = _pad_bottom_right(images, window_h, window_w, pad_value)
+    padded_h, padded_w = padded.shape[-2:]
+
+    total: Tensor | None = None
+    count = padded.new_zeros(1, 1, padded_h, padded_w)
+    for top in _window_starts(padded_h, window_h, stride_h):
+        for left in _window_starts(padded_w, window_w, stride_w):
+            scores = predict_window(padded[:, :, top : top + window_h, left : left + window_w])
+            if total is None:
+                total = scores.new_zeros(scores.shape[0], scores.shape[1], padded_h, padded_w)
+            total[:, :, top : top + window_h, left : left + window_w] += scores
+            count[:, :, top : top + window_h, left : left + window_w] += 1
+    return (total / count.to(total.dtype))[:, :, :height, :width]
+
+
 def predict_logits(network: nn.Module, images: Tensor) -> Tensor:
     """Single-scale prediction: ``network(images)["out"]``.
 
@@ -83,13 +143,15 @@ def predict_sliding(
     images: Tensor,
     window: int | tuple[int, int],
     stride: int | tuple[int, int] | None = None,
+    pad_value: Sequence[float] | None = None,
 ) -> Tensor:
     """Sliding-window prediction, for images larger than the training crop.
 
     Windows of size ``window = (h, w)`` move by ``stride``; the last window of each row/column is aligned
     with the bottom/right edge, so the windows cover the image exactly. In a dimension where the image is
-    smaller than the window, the image is zero-padded at the bottom/right up to the window, and the logits
-    are cropped back. The logits of overlapping windows are averaged (sum / count).
+    smaller than the window, the image is padded at the bottom/right up to the window with what a training
+    crop pads with (a black pixel, normalised), and the logits are cropped back. The logits of overlapping
+    windows are averaged (sum / count).
 
     Args:
         network: segmentation network returning a dict with key ``"out"``.
@@ -97,37 +159,17 @@ def predict_sliding(
         window: window size, an int or ``(h, w)``.
         stride: step between windows, an int or ``(h, w)``, at most the window; defaults to 2/3 of the window
             (DANet's protocol), rounded, at least 1.
+        pad_value: the normalised value of a padded pixel, one per channel; default :data:`IMAGE_PAD_VALUE`,
+            a black pixel under ImageNet normalisation (``datamodules.transforms.normalized_pad_value``).
 
     Returns:
         ``(B, K, H, W)`` logits.
+
+    Raises:
+        ValueError: for a bad window or stride, or a ``pad_value`` whose length is not the channel count.
     """
     check_images(images)
-    window_h, window_w = _pair(window, "window")
-    if stride is None:
-        stride_h, stride_w = (max(1, round(2 * size / 3)) for size in (window_h, window_w))
-    else:
-        stride_h, stride_w = _pair(stride, "stride")
-    if stride_h > window_h or stride_w > window_w:
-        raise ValueError(
-            f"stride {(stride_h, stride_w)} must not exceed the window {(window_h, window_w)}: "
-            "the windows would leave gaps."
-        )
-
-    height, width = images.shape[-2:]
-    padded = F.pad(images, (0, max(window_w - width, 0), 0, max(window_h - height, 0)))
-    padded_h, padded_w = padded.shape[-2:]
-
-    total: Tensor | None = None
-    count = padded.new_zeros(1, 1, padded_h, padded_w)
-    for top in _window_starts(padded_h, window_h, stride_h):
-        for left in _window_starts(padded_w, window_w, stride_w):
-            crop = padded[:, :, top : top + window_h, left : left + window_w]
-            logits = predict_logits(network, crop)
-            if total is None:
-                total = logits.new_zeros(logits.shape[0], logits.shape[1], padded_h, padded_w)
-            total[:, :, top : top + window_h, left : left + window_w] += logits
-            count[:, :, top : top + window_h, left : left + window_w] += 1
-    return (total / count.to(total.dtype))[:, :, :height, :width]
+    return _slide(lambda crop: predict_logits(network, crop), images, window, stride, pad_value)
 
 
 def predict_multiscale(
@@ -137,18 +179,25 @@ def predict_multiscale(
     flip: bool = True,
     window: int | tuple[int, int] | None = None,
     stride: int | tuple[int, int] | None = None,
-    combine: Literal["softmax", "logits"] = "softmax",
+    combine: Combine = "softmax",
     align_corners: bool = False,
+    pad_value: Sequence[float] | None = None,
 ) -> Tensor:
     """Multi-scale (and horizontally flipped) prediction.
 
     For each scale ``s`` the images are resized bilinearly to ``(round(H * s), round(W * s))`` and predicted
     with :func:`predict_sliding` if ``window`` is given, else :func:`predict_logits`; with ``flip`` the
-    flipped images ``images.flip(-1)`` are predicted too and their scores flipped back. Every pass's scores
-    are resized bilinearly back to ``(H, W)`` and averaged over all passes: softmax probabilities with
-    ``combine="softmax"`` (mmsegmentation's convention), raw logits with ``combine="logits"`` (DANet's
-    official code sums logits, which gives the same argmax). Only one pass's full-resolution scores are held
-    besides the running sum.
+    flipped images are predicted too and their scores flipped back. How the passes combine:
+
+    * ``"softmax"`` (mmsegmentation's rule): each pass's logits (the sliding window's averaged logits) are
+      resized bilinearly to ``(H, W)``, turned into probabilities and averaged over all passes;
+    * ``"logits"``: the same with raw logits averaged;
+    * ``"exp_sum"`` (PyTorch-Encoding's ``MultiEvalModule``, DANet's official test): for each window (or the
+      whole scaled image) ``exp(logits + flipped logits)``, averaged over overlapping windows, resized to
+      ``(H, W)`` and **summed** over scales. It weighs a confident scale more than the other rules do, so it
+      can pick another class. Computed in at least float32 (the exponential overflows bf16's precision).
+
+    Only one pass's full-resolution scores are held besides the running sum.
 
     Args:
         network: segmentation network returning a dict with key ``"out"``.
@@ -157,11 +206,16 @@ def predict_multiscale(
         flip: also predict on horizontally flipped images.
         window: sliding-window size at each scale, or ``None`` for whole-image prediction.
         stride: sliding-window stride, see :func:`predict_sliding`; only used with ``window``.
-        combine: ``"softmax"`` to average probabilities, ``"logits"`` to average logits.
-        align_corners: ``align_corners`` of both bilinear resizes.
+        combine: ``"softmax"``, ``"logits"`` or ``"exp_sum"``, see above.
+        align_corners: ``align_corners`` of both bilinear resizes (PyTorch-Encoding: True).
+        pad_value: what windows larger than the scaled image are padded with, see :func:`predict_sliding`.
 
     Returns:
-        ``(B, K, H, W)`` averaged probabilities (``"softmax"``) or logits (``"logits"``).
+        ``(B, K, H, W)``: averaged probabilities (``"softmax"``) or logits (``"logits"``), or the sum over
+        scales of the exponentiated scores (``"exp_sum"``).
+
+    Raises:
+        ValueError: for empty or non-positive scales, an unknown ``combine``, or a stride without a window.
     """
     check_images(images)
     scales = tuple(scales)
@@ -174,10 +228,16 @@ def predict_multiscale(
     if window is None and stride is not None:
         raise ValueError("stride is only used with a sliding window: pass window as well.")
 
-    def predict_pass(inputs: Tensor) -> Tensor:
+    def predict_pass(inputs: Tensor, predict_window: Callable[[Tensor], Tensor]) -> Tensor:
         if window is None:
-            return predict_logits(network, inputs)
-        return predict_sliding(network, inputs, window, stride)
+            return predict_window(inputs)
+        return _slide(predict_window, inputs, window, stride, pad_value)
+
+    def exp_of_flip_sum(inputs: Tensor) -> Tensor:
+        logits = predict_logits(network, inputs)
+        if flip:
+            logits = logits + predict_logits(network, inputs.flip(-1)).flip(-1)
+        return logits.to(torch.promote_types(logits.dtype, torch.float32)).exp()
 
     height, width = images.shape[-2:]
     total: Tensor | None = None
@@ -185,10 +245,14 @@ def predict_multiscale(
     for scale in scales:
         size = (max(1, round(height * scale)), max(1, round(width * scale)))
         scaled = _resize(images, size, align_corners)
-        for flipped in (False, True) if flip else (False,):
-            scores = predict_pass(scaled.flip(-1) if flipped else scaled)
-            if flipped:
-                scores = scores.flip(-1)
+        if combine == "exp_sum":
+            passes_at_scale = [predict_pass(scaled, exp_of_flip_sum)]
+        else:
+            passes_at_scale = [predict_pass(scaled, lambda crop: predict_logits(network, crop))]
+            if flip:
+                flipped = predict_pass(scaled.flip(-1), lambda crop: predict_logits(network, crop))
+                passes_at_scale.append(flipped.flip(-1))
+        for scores in passes_at_scale:
             scores = _resize(scores, (height, width), align_corners)
             if combine == "softmax":
                 scores = scores.softmax(dim=1)
@@ -196,7 +260,7 @@ def predict_multiscale(
                 total = torch.zeros_like(scores)
             total += scores
             passes += 1
-    return total / passes
+    return total if combine == "exp_sum" else total / passes
 
 
 def predict(

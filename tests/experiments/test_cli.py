@@ -85,6 +85,10 @@ def test_eval_rebuilds_the_network_from_a_checkpoint(tmp_path, capsys):
     assert set(record["boundary_F"]) == {"0.00088", "0.001875", "0.00375", "0.005"}
     assert f"| {record['mIoU']:.4f} | {record['pixel_acc']:.4f} |" in out
     assert "| class | IoU |" in out
+    argv = ["eval", "--ckpt", str(ckpt), "--split", "val", "--multi-scale", "--flip", "--combine", "exp_sum"]
+    assert main([*argv, "--device", "cpu"]) == 0
+    record = json.loads((ckpt.parent.parent / "eval-val.json").read_text())
+    assert record["protocol"] == {"mode": "multiscale", "flip": True, "combine": "exp_sum"}
 
 
 def test_eval_rejects_a_foreign_checkpoint(tmp_path, capsys):

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightning_modules.inference import (
+    COMBINES,
     DEFAULT_SCALES,
     predict,
     predict_logits,
@@ -112,11 +113,12 @@ def test_predict_logits_returns_out(conv3: DictNet) -> None:
 @torch.no_grad()
 @pytest.mark.parametrize("window", [(20, 24), (20, 30), (25, 24), 32])
 def test_sliding_with_window_covering_image_equals_single(conv3: DictNet, window: int | tuple[int, int]) -> None:
-    # Zero-padding the bottom/right then cropping back is exact for this single zero-padded 3x3 conv, whose
-    # border pixels already see zeros; a deeper net would see its own nonzero features there, hence the
+    # Padding the bottom/right with zeros then cropping back is exact for this single zero-padded 3x3 conv,
+    # whose border pixels already see zeros; a deeper net would see its own nonzero features there, hence the
     # pointwise test below for the general padding guarantee.
     images = make_images(20, 24)
-    torch.testing.assert_close(predict_sliding(conv3, images, window), predict_logits(conv3, images), atol=1e-6, rtol=0)
+    actual = predict_sliding(conv3, images, window, pad_value=(0.0, 0.0, 0.0))
+    torch.testing.assert_close(actual, predict_logits(conv3, images), atol=1e-6, rtol=0)
 
 
 @torch.no_grad()
@@ -344,3 +346,115 @@ def test_error_on_bad_combine_and_stride_without_window(conv3: DictNet) -> None:
 def test_error_on_bad_images(conv3: DictNet, images: Tensor) -> None:
     with pytest.raises(ValueError, match="images must"):
         predict(conv3, images)
+
+
+class InputRecordingNet(nn.Module):
+    """Pointwise logits; keeps every input it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inputs: list[Tensor] = []
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        self.inputs.append(images.clone())
+        return {"out": images[:, :1].expand(-1, NUM_CLASSES, -1, -1)}
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("mode", ["sliding", "multiscale"])
+def test_padding_holds_a_black_pixel_as_the_training_crops_do(mode: str) -> None:
+    # Training crops pad the uint8 image with 0, i.e. (0 - mean) / std once normalised with ImageNet statistics.
+    net = InputRecordingNet()
+    images = make_images(10, 12, batch=1)
+    if mode == "sliding":
+        predict_sliding(net, images, (16, 20))
+    else:
+        predict_multiscale(net, images, scales=(1.0,), flip=True, window=(16, 20), combine="exp_sum")
+    black = torch.tensor([-2.1179, -2.0357, -1.8044])
+    for seen in net.inputs:
+        assert seen.shape == (1, 3, 16, 20)
+        image = seen if torch.equal(seen[..., :10, :12], images) else seen.flip(-1)
+        torch.testing.assert_close(image[..., :10, :12], images)
+        for padded in (image[0, :, 10:, :], image[0, :, :, 12:]):
+            torch.testing.assert_close(padded, black[:, None, None].expand_as(padded), atol=1e-4, rtol=0)
+
+
+def test_pad_value_must_match_the_channels(pointwise: DictNet) -> None:
+    with pytest.raises(ValueError, match="one value per image channel"):
+        predict_sliding(pointwise, make_images(8, 8), 12, pad_value=(0.0, 0.0))
+    with pytest.raises(ValueError, match="pass pad_value"):
+        predict_sliding(ConstantNet(), torch.zeros(1, 2, 8, 8), 12)
+
+
+# Logit bias by input height: confidently class 0 at height 8, mildly class 1 at heights 16 and 24.
+SCALE_BIAS = {8: (5.0, 0.0, 0.0, 0.0), 16: (0.0, 3.0, 0.0, 0.0), 24: (0.0, 3.0, 0.0, 0.0)}
+
+
+class ScaleConfidentNet(nn.Module):
+    """Logits whose confidence depends on the input height (:data:`SCALE_BIAS`), plus a small image-dependent
+    term, so that flips and resizes matter."""
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        bias = torch.tensor(SCALE_BIAS[images.shape[-2]], dtype=images.dtype)[None, :, None, None]
+        ramp = torch.linspace(0, 0.2, images.shape[-1], dtype=images.dtype)
+        return {"out": bias + 0.1 * images[:, :1] * ramp}
+
+
+def reference_exp_sum(net: nn.Module, images: Tensor, scales: tuple[float, ...], window: int | None) -> Tensor:
+    """PyTorch-Encoding's MultiEvalModule, written out: per window exp(logits + flipped logits), windows averaged,
+    bilinear resize with align_corners=True, summed over scales (windows here: edge-aligned, stride window // 2)."""
+    height, width = images.shape[-2:]
+    total = torch.zeros(images.shape[0], NUM_CLASSES, height, width, dtype=torch.float64)
+    for scale in scales:
+        size = (round(height * scale), round(width * scale))
+        scaled = F.interpolate(images, size=size, mode="bilinear", align_corners=True)
+
+        def score(crop: Tensor) -> Tensor:
+            return (net(crop)["out"] + net(crop.flip(3))["out"].flip(3)).exp()
+
+        if window is None:
+            scores = score(scaled)
+        else:
+            scores = torch.zeros(images.shape[0], NUM_CLASSES, *size, dtype=torch.float64)
+            count = torch.zeros(*size, dtype=torch.float64)
+            tops = sorted({*range(0, size[0] - window + 1, window // 2), size[0] - window})
+            lefts = sorted({*range(0, size[1] - window + 1, window // 2), size[1] - window})
+            for top in tops:
+                for left in lefts:
+                    crop = scaled[:, :, top : top + window, left : left + window]
+                    scores[:, :, top : top + window, left : left + window] += score(crop)
+                    count[top : top + window, left : left + window] += 1
+            scores = scores / count
+        total += F.interpolate(scores, size=(height, width), mode="bilinear", align_corners=True)
+    return total
+
+
+@torch.no_grad()
+def test_exp_sum_is_pytorch_encodings_rule_and_picks_the_confident_scale() -> None:
+    net = ScaleConfidentNet()
+    images = make_images(16, 20).double()
+    kwargs = {"scales": (0.5, 1.0, 1.5), "flip": True, "align_corners": True}  # heights 8, 16, 24
+    actual = predict_multiscale(net, images, combine="exp_sum", **kwargs)
+    torch.testing.assert_close(actual, reference_exp_sum(net, images, kwargs["scales"], None), rtol=1e-10, atol=0)
+    # exp(10) + 2 exp(0) for class 0 against exp(0) + 2 exp(6) for class 1: the confident scale wins, while
+    # averaging logits (5 against 6) or probabilities picks class 1 everywhere.
+    assert (actual.argmax(dim=1) == 0).all()
+    for combine in COMBINES[:2]:
+        assert (predict_multiscale(net, images, combine=combine, **kwargs).argmax(dim=1) == 1).all()
+
+
+@torch.no_grad()
+def test_exp_sum_exponentiates_each_window_before_averaging(conv3: DictNet) -> None:
+    # A 3x3 conv's window-border logits differ between overlapping windows, so exp-then-average differs from
+    # average-then-exp; PyTorch-Encoding's module_inference exponentiates each window.
+    net = conv3.double()
+    images = make_images(16, 20).double()
+    kwargs = {"scales": (0.5, 1.0, 1.5), "flip": True, "window": 8, "stride": 4, "align_corners": True}
+    actual = predict_multiscale(net, images, combine="exp_sum", **kwargs)
+    torch.testing.assert_close(actual, reference_exp_sum(net, images, kwargs["scales"], 8), rtol=1e-10, atol=0)
+
+
+def test_exp_sum_computes_in_at_least_float32(conv3: DictNet) -> None:
+    with torch.no_grad():
+        scores = predict_multiscale(conv3.bfloat16(), make_images(8, 10).bfloat16(), scales=(1.0,), combine="exp_sum")
+    assert scores.dtype == torch.float32
