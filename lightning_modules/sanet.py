@@ -14,8 +14,11 @@ Loss (Sec. 3.3): ``L = L_mask + α · L_cat + β · L_den`` with α = 0.2, β = 
   repeated): every head has the same valid pixels, so the mean over all pixels is the mean of the
   per-head means. How the paper fuses the maps beyond that (an extra convolution?) is not stated.
 - ``L_cat``: binary cross-entropy of the category logits against per-image class presence (a class is
-  present if one non-ignored pixel has it: the average-pooled one-hot labels, thresholded at > 0).
+  present if one non-ignored pixel has it: the average-pooled one-hot labels, thresholded at > 0),
+  averaged over the images that have a labelled pixel (one without says nothing about its classes).
 - ``L_den``: pixel cross-entropy of the dense (FCN head) prediction.
+
+Every term is 0, with a zero gradient, for a batch without a labelled pixel (:mod:`lightning_modules.losses`).
 
 The category branch is "SE-like" with an intermediate width of 4 (implementation paragraph); it is
 read here as global average pooling of stage 4 → FC (C → 4) → ReLU → FC (4 → K) logits.
@@ -38,6 +41,7 @@ from lightning_modules.backbones import Backbone
 from lightning_modules.blocks.channel import SqueezeExcite
 from lightning_modules.blocks.squeeze_attention import SqueezeAttention
 from lightning_modules.fcn import FCNHead, upsample_to
+from lightning_modules.losses import labelled_images, pixel_cross_entropy, presence_bce
 from lightning_modules.network import SegmentationNetwork, check_images
 from lightning_modules.segmentation import SegmentationModule
 
@@ -240,15 +244,16 @@ class SANetModule(SegmentationModule):
         losses: dict[str, torch.Tensor] = {}
         weighted = []
         if heads:
-            per_head = [F.cross_entropy(outputs[key], target, ignore_index=self.ignore_index) for key in heads]
+            per_head = [pixel_cross_entropy(outputs[key], target, self.ignore_index) for key in heads]
             losses["loss_mask"] = torch.stack(per_head).mean()
             weighted.append(losses["loss_mask"])
         if "category" in outputs:
             presence = category_presence(target, self.num_classes, self.ignore_index)
-            losses["loss_category"] = F.binary_cross_entropy_with_logits(outputs["category"], presence)
+            labelled = labelled_images(target, self.ignore_index)
+            losses["loss_category"] = presence_bce(outputs["category"], presence, labelled)
             weighted.append(self.alpha * losses["loss_category"])
         if "dense" in outputs:
-            losses["loss_dense"] = F.cross_entropy(outputs["dense"], target, ignore_index=self.ignore_index)
+            losses["loss_dense"] = pixel_cross_entropy(outputs["dense"], target, self.ignore_index)
             weighted.append(self.beta * losses["loss_dense"])
         losses["loss"] = torch.stack(weighted).sum()
         return losses

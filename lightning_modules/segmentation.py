@@ -12,10 +12,11 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torchmetrics import MeanMetric
 
 from lightning_modules.inference import predict
+from lightning_modules.losses import labelled_pixels, pixel_cross_entropy
 from lightning_modules.metrics import SegmentationScores
 from lightning_modules.network import check_outputs
 
@@ -41,7 +42,10 @@ class SegmentationModule(L.LightningModule):
             logits; if it has a ``backbone`` submodule, that part gets the backbone learning rate.
         num_classes: K.
         loss_weights: cross-entropy weight of each output key, e.g. ``{"out": 1.0, "aux": 0.2}``;
-            keys the network does not return raise an error, outputs without a weight get no loss.
+            keys the network does not return raise an error, outputs without a weight get no loss. Each
+            term is the mean over the batch's labelled pixels, 0 for a batch without one
+            (:func:`~lightning_modules.losses.pixel_cross_entropy`); ``val/loss`` / ``test/loss`` are means
+            over the split's labelled pixels.
         lr: backbone learning rate; the head trains at ``lr * head_lr_mult``.
         momentum, weight_decay: SGD settings (0.9, 1e-4 in DANet / SANet).
         poly_power: exponent of the poly schedule ``lr · (1 - step / total_steps) ** power``.
@@ -79,6 +83,10 @@ class SegmentationModule(L.LightningModule):
         self.eval_kwargs = dict(eval_kwargs or {})
         self.val_scores = SegmentationScores(num_classes, ignore_index=ignore_index, validate_args=False)
         self.test_scores = SegmentationScores(num_classes, ignore_index=ignore_index, validate_args=False)
+        # The split's loss is a mean over its labelled pixels: each batch's mean weighted by its labelled
+        # pixel count, so a batch without labels counts for nothing (a per-batch mean would give it weight).
+        self.val_loss = MeanMetric()
+        self.test_loss = MeanMetric()
         self.last_scores: dict[str, dict[str, Any]] = {}
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -92,7 +100,7 @@ class SegmentationModule(L.LightningModule):
                 f"loss_weights name outputs {missing} that the network does not return (it returns {sorted(outputs)})."
             )
         losses = {
-            f"loss_{key}": weight * F.cross_entropy(outputs[key], target, ignore_index=self.ignore_index)
+            f"loss_{key}": weight * pixel_cross_entropy(outputs[key], target, self.ignore_index)
             for key, weight in self.loss_weights.items()
             if weight != 0
         }
@@ -119,14 +127,17 @@ class SegmentationModule(L.LightningModule):
             self.log(f"train/{key}", value, prog_bar=key == "loss", batch_size=batch_size)
         return losses["loss"]
 
-    def _evaluate(self, batch: Sequence[torch.Tensor], stage: str, scores: SegmentationScores) -> None:
+    def _evaluate(
+        self, batch: Sequence[torch.Tensor], stage: str, scores: SegmentationScores, loss: MeanMetric
+    ) -> None:
         outputs, losses = self._shared_step(batch)
         if self.eval_mode == "single":
             logits = outputs["out"]
         else:
             logits = predict(self.network, batch[0], mode=self.eval_mode, **self.eval_kwargs)
         scores.update(logits.argmax(dim=1), batch[1])
-        self.log(f"{stage}/loss", losses["loss"], batch_size=batch[0].shape[0], sync_dist=True)
+        loss.update(losses["loss"].detach(), weight=labelled_pixels(batch[1], self.ignore_index))
+        self.log(f"{stage}/loss", loss, batch_size=batch[0].shape[0])
 
     def _log_scores(self, stage: str, scores: SegmentationScores) -> None:
         result = scores.compute()
@@ -145,13 +156,13 @@ class SegmentationModule(L.LightningModule):
         }
 
     def validation_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "val", self.val_scores)
+        self._evaluate(batch, "val", self.val_scores, self.val_loss)
 
     def on_validation_epoch_end(self) -> None:
         self._log_scores("val", self.val_scores)
 
     def test_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "test", self.test_scores)
+        self._evaluate(batch, "test", self.test_scores, self.test_loss)
 
     def on_test_epoch_end(self) -> None:
         self._log_scores("test", self.test_scores)

@@ -119,6 +119,29 @@ def test_total_loss_is_the_weighted_sum_of_the_terms():
     torch.testing.assert_close(losses["loss"], mask + alpha * category + beta * dense)
 
 
+def test_images_without_labels_add_nothing_to_any_term():
+    torch.manual_seed(0)
+    network = SANet(4, backbone="test_resnet")
+    module = SANetModule(network, 4)
+    images = torch.randn(2, 3, 32, 32)
+    target = torch.randint(0, 3, (2, 32, 32))
+    target[1] = 255
+    outputs = network(images)
+    mixed = module.compute_losses(outputs, target)
+    # The all-ignored second image changes no term: each equals the first image's loss alone.
+    alone = module.compute_losses({key: value[:1] for key, value in outputs.items()}, target[:1])
+    for key in ("loss_mask", "loss_category", "loss_dense", "loss"):
+        torch.testing.assert_close(mixed[key], alone[key])
+    # A batch without any labelled pixel: every term is 0 and no parameter gets a gradient.
+    target[:] = 255
+    losses = module.compute_losses(network(images), target)
+    assert {key: float(value) for key, value in losses.items()} == dict.fromkeys(
+        ("loss_mask", "loss_category", "loss_dense", "loss"), 0.0
+    )
+    losses["loss"].backward()
+    assert all(p.grad is None or torch.equal(p.grad, torch.zeros_like(p)) for p in network.parameters())
+
+
 def test_loss_without_disabled_parts():
     network = SANet(3, backbone="test_resnet", category=False, dense=False)
     module = SANetModule(network, 3)

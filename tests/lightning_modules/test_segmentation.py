@@ -167,3 +167,37 @@ def test_validation_scores_and_predict_step():
 def test_class_names_must_match():
     with pytest.raises(ValueError, match="class_names has 2 names but num_classes=3"):
         SegmentationModule(FCN(3, backbone="test_resnet"), 3, class_names=["a", "b"])
+
+
+def test_a_batch_without_labelled_pixels_trains_with_zero_loss_and_zero_gradient():
+    images, target = fixed_batch()
+    target[:] = 255
+    torch.manual_seed(0)
+    module = SegmentationModule(FCN(4, backbone="test_resnet"), 4, loss_weights={"out": 1.0, "aux": 0.4})
+    loss = module.training_step((images, target), 0)
+    assert float(loss) == 0.0
+    loss.backward()
+    assert all(p.grad is None or torch.equal(p.grad, torch.zeros_like(p)) for p in module.parameters())
+    with torch.no_grad():
+        losses = module.compute_losses(module.network(images), target)
+    assert {key: float(value) for key, value in losses.items()} == {"loss_out": 0.0, "loss_aux": 0.0, "loss": 0.0}
+
+
+def test_validation_loss_is_the_mean_over_the_splits_labelled_pixels():
+    # Two images, one all-ignored: the split's loss is the other image's loss, in one batch or two.
+    images, target = fixed_batch(batch=2, seed=3)
+    target[1] = 255
+    network = FCN(4, backbone="test_resnet").eval()
+    with torch.no_grad():
+        outputs = network(images[:1])
+    expected = float(F.cross_entropy(outputs["out"], target[:1], ignore_index=255))
+    expected += 0.4 * float(F.cross_entropy(outputs["aux"], target[:1], ignore_index=255))
+    for batch_size in (1, 2):
+        module = SegmentationModule(network, 4, loss_weights={"out": 1.0, "aux": 0.4})
+        validator = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+        loader = DataLoader(TensorDataset(images, target), batch_size=batch_size)
+        (metrics,) = validator.validate(module, loader, verbose=False)
+        assert math.isclose(metrics["val/loss"], expected, rel_tol=1e-5), (batch_size, metrics["val/loss"])
+        # A second pass over the split gives the same value: the running mean starts again.
+        (metrics,) = validator.validate(module, loader, verbose=False)
+        assert math.isclose(metrics["val/loss"], expected, rel_tol=1e-5)
