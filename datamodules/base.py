@@ -106,30 +106,78 @@ def read_image(path: Path) -> np.ndarray:
         raise ValueError(f"cannot decode image file {path}: {err}. The file is corrupt or not an image.") from err
 
 
+# 8-bit greyscale, palette, and 16-bit greyscale in each byte order; older Pillow versions (and some formats)
+# open 16-bit greyscale as 32-bit ``I``.
+LABEL_IMAGE_MODES = ("L", "P", "I;16", "I;16B", "I;16L", "I")
+MAX_REPORTED_VALUES = 10
+
+
 def read_label_png(path: Path) -> np.ndarray:
-    """The raw values of a single-channel (``L`` or palette ``P``) label PNG, ``(H, W)`` uint8."""
+    """The raw values of a single-channel label image, ``(H, W)``, exactly as stored.
+
+    uint8 for an 8-bit greyscale (``L``) or palette (``P``) PNG, uint16 for a 16-bit greyscale one
+    (``I;16``, ``I;16B``, ``I;16L``), int32 for mode ``I``; always in native byte order. Nothing is
+    cast or clipped, so the conversion to train ids (:func:`lookup_label`, :func:`check_label_values`)
+    sees every value and refuses those that are not label ids, a 16-bit label scaled by 256 among them.
+    """
     try:
         with Image.open(path) as image:
-            if image.mode not in ("L", "P", "I", "I;16"):
+            if image.mode not in LABEL_IMAGE_MODES:
                 raise ValueError(
                     f"label file {path} has image mode {image.mode!r}; expected a single-channel label map "
-                    "(mode 'L' or palette 'P') whose pixel values are class ids."
+                    "(8-bit 'L' or palette 'P', or 16-bit greyscale) whose pixel values are class ids."
                 )
-            return np.array(image)
+            label = np.array(image)
     except FileNotFoundError as err:
         raise FileNotFoundError(f"label file {path} does not exist.") from err
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise ValueError(f"cannot decode label file {path}: {err}. The file is corrupt or not an image.") from err
+    # Big-endian 16-bit (I;16B) arrives as '>u2', which torch.from_numpy refuses.
+    return label.astype(label.dtype.newbyteorder("="), copy=False)
+
+
+def label_values_error(path: Path, values: Sequence[int], expected: str) -> ValueError:
+    """The error for label file ``path`` holding ``values`` (distinct, sorted) where ``expected`` belong.
+
+    Shows the smallest values and the largest one, which tells how far out of range the file is.
+    """
+    shown = (
+        str(list(values))
+        if len(values) <= MAX_REPORTED_VALUES
+        else f"[{', '.join(map(str, values[: MAX_REPORTED_VALUES - 1]))}, ..., {values[-1]}] "
+        f"({len(values)} distinct values)"
+    )
+    message = f"label file {path} contains values {shown}; expected {expected}."
+    if all(value > 0 and value % 256 == 0 for value in values):
+        message += (
+            " They are all multiples of 256: a 16-bit label must hold the class ids themselves, "
+            "not the ids scaled by 256."
+        )
+    return ValueError(message)
+
+
+def lookup_label(table: np.ndarray, raw: np.ndarray, path: Path) -> np.ndarray:
+    """Train ids ``table[raw]`` of the raw label map ``raw`` read from label file ``path``.
+
+    ``table`` has one entry per raw label id ``0..len(table)-1``. Any other value is a ``ValueError``
+    naming the file and the values, where plain indexing would raise a bare ``IndexError`` (values
+    past the table, such as a 16-bit label scaled by 256) or silently index from the end (negative ones).
+    """
+    outside = (raw < 0) | (raw >= len(table))
+    if outside.any():
+        raise label_values_error(path, np.unique(raw[outside]).tolist(), f"raw label ids 0..{len(table) - 1}")
+    return table[raw]
 
 
 def check_label_values(label: np.ndarray, num_classes: int, path: Path) -> None:
-    """Raise unless every value is a class id ``< num_classes`` or the ignore index."""
-    values = np.unique(label)
-    bad = values[(values >= num_classes) & (values != IGNORE_INDEX)]
-    if bad.size:
-        raise ValueError(
-            f"label file {path} contains values {bad[:10].tolist()} outside 0..{num_classes - 1} and "
-            f"{IGNORE_INDEX} (ignore) after conversion to train ids."
+    """Raise unless every train id of ``label`` is a class id ``0..num_classes-1`` or the ignore index."""
+    # Python ints: a negative value or one past uint8 is reported as it is, never wrapped around.
+    bad = [value for value in np.unique(label).tolist() if not (0 <= value < num_classes or value == IGNORE_INDEX)]
+    if bad:
+        raise label_values_error(
+            path,
+            bad,
+            f"class ids 0..{num_classes - 1} or {IGNORE_INDEX} (ignored) after conversion to train ids",
         )
 
 
@@ -184,8 +232,8 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         batch_size: training batch size; ``val_batch_size`` for validation / test.
         num_workers: loader processes; default: the CPUs available, at most 8.
         splits: names of the (train, val, test) splits in the dataset's layout.
-        eval_short_side: evaluate at reduced resolution (shorter side resized to this, labels by
-            nearest neighbour); ``None``, the benchmarks' protocol, keeps the full image.
+        eval_short_side: evaluate at reduced resolution (shorter side resized to this, labels with
+            :func:`~datamodules.transforms.resize_labels`); ``None``, the benchmarks' protocol, keeps the full image.
     """
 
     name: ClassVar[str]

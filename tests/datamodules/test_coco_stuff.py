@@ -1,7 +1,9 @@
+import re
+
 import numpy as np
 import pytest
 import torch
-from scipy.io import savemat
+from scipy.io import loadmat, savemat
 
 from datamodules.coco_stuff import ID_TO_TRAIN_ID_TABLE, CocoStuff10kDataModule
 
@@ -59,5 +61,43 @@ def test_image_without_annotation(coco_stuff_tree):
 def test_id_out_of_range(coco_stuff_tree):
     path = coco_stuff_tree / "annotations" / "COCO_test2014_000000000000.mat"
     savemat(path, {"S": np.full((40, 48), 183, dtype=np.uint16)})
-    with pytest.raises(ValueError, match=r"000000000000\.mat contains values \[183\] outside 0\.\.182"):
+    with pytest.raises(
+        ValueError, match=re.escape(f"label file {path} contains values [183]; expected raw label ids 0..182.") + "$"
+    ):
         CocoStuff10kDataModule(coco_stuff_tree, num_workers=0).read_label(path)
+
+
+def test_negative_and_scaled_ids_are_errors(coco_stuff_tree):
+    path = coco_stuff_tree / "annotations" / "COCO_test2014_000000000000.mat"
+    label = np.ones((40, 48), dtype=np.int16)
+    label[0, 0], label[1, 1] = -1, 300
+    savemat(path, {"S": label})
+    datamodule = CocoStuff10kDataModule(coco_stuff_tree, num_workers=0)
+    with pytest.raises(
+        ValueError,
+        match=re.escape(f"label file {path} contains values [-1, 300]; expected raw label ids 0..182.") + "$",
+    ):
+        datamodule.read_label(path)
+    # person (1) and wood (182) scaled by 256
+    savemat(path, {"S": np.repeat(np.array([[1], [182]], dtype=np.uint16) * 256, 20, axis=0).repeat(48, axis=1)})
+    with pytest.raises(
+        ValueError, match=re.escape(f"label file {path} contains values [256, 46592]; expected raw label ids 0..182. ")
+    ):
+        datamodule.read_label(path)
+
+
+def test_8_bit_annotation_reads_like_16_bit(coco_stuff_tree):
+    datamodule = CocoStuff10kDataModule(coco_stuff_tree, num_workers=0)
+    datamodule.setup("test")
+    _, label_16_bit = datamodule.datasets["test"][0]
+    path = datamodule.datasets["test"].samples[0][1]
+    raw = loadmat(path)["S"]
+    assert raw.dtype == np.uint16
+    savemat(path, {"S": raw.astype(np.uint8)})
+    _, label_8_bit = datamodule.datasets["test"][0]
+    torch.testing.assert_close(label_8_bit, label_16_bit, rtol=0, atol=0)
+    torch.testing.assert_close(
+        label_8_bit, torch.from_numpy(ID_TO_TRAIN_ID_TABLE[raw].astype(np.int64)), rtol=0, atol=0
+    )
+    for row, train_id in enumerate((0, 255, 11, 170, 255)):
+        assert (label_8_bit[4 * row : 4 * row + 4] == train_id).all()

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -58,3 +60,54 @@ def test_listed_image_missing(context_tree):
     (context_tree / "VOCdevkit" / "VOC2010" / "JPEGImages" / "2008_train001.jpg").unlink()
     with pytest.raises(FileNotFoundError, match=r"image .*2008_train001\.jpg listed in .*train\.txt does not exist"):
         PascalContext60DataModule(context_tree, num_workers=0).setup("fit")
+
+
+def val_label(context_tree):
+    return context_tree / "VOCdevkit" / "VOC2010" / "SegmentationClassContext" / "2008_val000.png"
+
+
+@pytest.mark.parametrize("datamodule_class", [PascalContext60DataModule, PascalContext59DataModule])
+def test_16_bit_label_reads_like_8_bit(context_tree, datamodule_class):
+    datamodule = datamodule_class(context_tree, num_workers=0)
+    datamodule.setup("validate")
+    _, label_8_bit = datamodule.datasets["val"][0]
+    path = val_label(context_tree)
+    raw = np.array(Image.open(path))
+    Image.fromarray(raw.astype(np.uint16)).save(path)
+    assert Image.open(path).mode in ("I;16", "I")
+    _, label_16_bit = datamodule.datasets["val"][0]
+    assert label_16_bit.dtype == torch.int64
+    torch.testing.assert_close(label_16_bit, label_8_bit, rtol=0, atol=0)
+    raw = raw.astype(np.int64)
+    expected = raw if datamodule_class is PascalContext60DataModule else np.where(raw == 0, 255, raw - 1)
+    torch.testing.assert_close(label_16_bit, torch.from_numpy(expected), rtol=0, atol=0)
+
+
+# Background (0) under stripes of the classes 5 and 59, all scaled by 256, in a 16-bit PNG.
+SCALED_STRIPES = np.concatenate([np.zeros((32, 48)), np.full((4, 48), 5 * 256), np.full((4, 48), 59 * 256)])
+
+
+def test_59_classes_refuse_a_value_past_the_table(context_tree):
+    path = val_label(context_tree)
+    Image.fromarray(SCALED_STRIPES.astype(np.uint16)).save(path)
+    datamodule = PascalContext59DataModule(context_tree, num_workers=0)
+    datamodule.setup("validate")
+    expected = (
+        f"label file {path} contains values [1280, 15104]; expected raw label ids 0..255. They are all multiples "
+        "of 256: a 16-bit label must hold the class ids themselves, not the ids scaled by 256."
+    )
+    with pytest.raises(ValueError, match=re.escape(expected) + "$"):
+        datamodule.datasets["val"][0]
+
+
+def test_60_classes_refuse_a_value_past_the_classes(context_tree):
+    path = val_label(context_tree)
+    Image.fromarray(SCALED_STRIPES.astype(np.uint16)).save(path)
+    datamodule = PascalContext60DataModule(context_tree, num_workers=0)
+    datamodule.setup("validate")
+    expected = (
+        f"label file {path} contains values [1280, 15104]; expected class ids 0..59 or 255 (ignored) after "
+        "conversion to train ids. They are all multiples of 256"
+    )
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        datamodule.datasets["val"][0]

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -59,7 +61,9 @@ def test_label_one_past_the_last_class_is_an_error(voc_tree):
     datamodule.setup("validate")
     val = datamodule.datasets["val"]
     index = [label_path.name for _, label_path in val.samples].index("2007_000033.png")
-    with pytest.raises(ValueError, match=r"2007_000033\.png contains values \[21\] outside 0\.\.20 and 255"):
+    with pytest.raises(
+        ValueError, match=r"2007_000033\.png contains values \[21\]; expected class ids 0\.\.20 or 255 \(ignored\)"
+    ):
         val[index]
 
 
@@ -97,3 +101,73 @@ def test_mat_without_gtcls(voc_tree):
     savemat(path, {"Segmentation": np.zeros((40, 48), dtype=np.uint8)})
     with pytest.raises(ValueError, match=r"2008_000004\.mat has no GTcls\.Segmentation field"):
         VOCAugDataModule(voc_tree, num_workers=0).read_label(path)
+
+
+def sbd_only_sample(voc_tree):
+    """The train_aug dataset and the index of 2008_000004, whose label is SBD's .mat."""
+    datamodule = VOCAugDataModule(voc_tree, num_workers=0)
+    datamodule.setup("fit")
+    train = datamodule.datasets["train"]
+    return train, [image.stem for image, _ in train.samples].index("2008_000004")
+
+
+def sbd_only_mat(voc_tree):
+    return voc_tree / "benchmark_RELEASE" / "dataset" / "cls" / "2008_000004.mat"
+
+
+# An SBD label: bird (3) above, person (15) below; and the same with a void (255) stripe on top.
+SBD_LABEL = np.repeat(np.array([[3], [15]]), 20, axis=0).repeat(48, axis=1)
+SBD_LABEL_WITH_VOID = np.concatenate([np.full((4, 48), 255), SBD_LABEL[4:]])
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32])
+def test_sbd_mat_of_any_integer_type_reads_its_class_ids(voc_tree, dtype):
+    savemat(sbd_only_mat(voc_tree), {"GTcls": {"Segmentation": SBD_LABEL_WITH_VOID.astype(dtype)}})
+    train, index = sbd_only_sample(voc_tree)
+    assert train.read_label(sbd_only_mat(voc_tree)).dtype == dtype
+    train.transform = None  # no random scale and crop: every pixel is compared
+    _, label = train[index]
+    assert label.dtype == torch.int64
+    torch.testing.assert_close(label, torch.from_numpy(SBD_LABEL_WITH_VOID.astype(np.int64)), rtol=0, atol=0)
+
+
+def test_sbd_mat_scaled_by_256_is_an_error(voc_tree):
+    # 3 · 256 and 15 · 256: a uint8 cast would read both as 0 (background)
+    path = sbd_only_mat(voc_tree)
+    savemat(path, {"GTcls": {"Segmentation": SBD_LABEL.astype(np.uint16) * 256}})
+    train, index = sbd_only_sample(voc_tree)
+    expected = (
+        f"label file {path} contains values [768, 3840]; expected class ids 0..20 or 255 (ignored) after "
+        "conversion to train ids. They are all multiples of 256"
+    )
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        train[index]
+
+
+def test_sbd_mat_of_floats_is_refused(voc_tree):
+    path = sbd_only_mat(voc_tree)
+    savemat(path, {"GTcls": {"Segmentation": SBD_LABEL + 0.5}})
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            f"label file {path}: field GTcls.Segmentation is float64 (40, 48), expected a 2-D integer map."
+        ),
+    ):
+        VOCAugDataModule(voc_tree, num_workers=0).read_label(path)
+
+
+def test_16_bit_voc_png_reads_like_8_bit(voc_tree):
+    datamodule = VOCAugDataModule(voc_tree, num_workers=0)
+    datamodule.setup("validate")
+    val = datamodule.datasets["val"]
+    path = val.samples[0][1]
+    raw = np.array(Image.open(path)).astype(np.uint16)
+    assert (raw[:4] == 255).all()
+    Image.fromarray(raw).save(path)
+    assert Image.open(path).mode in ("I;16", "I")
+    _, label = val[0]
+    torch.testing.assert_close(label, torch.from_numpy(raw.astype(np.int64)), rtol=0, atol=0)
+    raw[5, 5] = 2 * 256 + 3  # 3 (bird) in uint8
+    Image.fromarray(raw).save(path)
+    with pytest.raises(ValueError, match=re.escape(f"label file {path} contains values [515]; expected class ids")):
+        val[0]
