@@ -8,8 +8,9 @@
   (``+MS``): ``DANet-R101``, ``DANet-R101+DA``, ``DANet-R101+DA+MG``, ``DANet-R101+DA+MG+MS``. The first row sets
   ``scale_range=(1.0, 1.0)`` (``Variant.settings``). The ``+MS`` row trains nothing: it scores the ``+MG`` run's
   network with the official multi-scale test (``Variant.rescores``), training ``+MG`` first when it has not run.
-- ``danet.cityscapes_test``: Table 3, DANet-101 (``+DA+MG+MS``) on the Cityscapes test server. A run scores
-  val (the server's test labels are not public); submitting to the server is manual.
+- ``danet.cityscapes_test``: Table 3, DANet-101 (``+DA+MG+MS``) on the Cityscapes test server, mIoU and the IoU
+  of each of the 19 classes. A run scores val (the server's test labels are not public); submitting to the
+  server is manual.
 - ``danet.pascal_context``: PASCAL Context, 60 classes with background (see below), DANet-50 and -101.
 - ``danet.coco_stuff``: COCO-Stuff-10k test (171 classes), DANet-101.
 - ``danet.pascal_voc``: PASCAL VOC 2012 val, FCN-50, DANet-50 and DANet-101 (and the VOC test-server number).
@@ -72,8 +73,11 @@ Where the paper, the official code and its author disagree (the reasons some set
   0.5-1.75 and a sliding window of the crop size (the official test resizes the long side to ``base_size ×
   scale`` instead of the original size × scale).
 
-Published numbers: every :class:`PaperNumber` carries its tag from the spec (§1.8): ``[mem]`` = recalled from the
-paper, not re-checked against the PDF; README and issue numbers are the repository's.
+Published numbers, in percent: every :class:`PaperNumber` carries its tag from the spec (§1.8). ``[P-img]``: read
+from the image of the paper's Table 3 in the initial commit of junfu1115/DANet (``img/tab3.png``): DANet-101's
+Cityscapes test mIoU, 81.5, and its 19 per-class IoUs (metric ``IoU/<class>``, as runs log ``val/IoU/<class>``),
+whose mean is 81.5 to rounding. ``[mem]`` = recalled from the paper, not re-checked against the PDF (Tables 1 and
+2, Context, COCO-Stuff, VOC). README and issue numbers are the repository's.
 """
 
 from __future__ import annotations
@@ -337,12 +341,39 @@ class CityscapesStrategies(DANetExperiment):
         ]
 
 
+_TABLE3 = "Table 3 [P-img] (junfu1115/DANet initial commit, img/tab3.png)"
+# Table 3 [P-img], DANet-101 on the Cityscapes test server: IoU (%) per class, named as CityscapesDataModule
+# names them (train-id order) so that each lines up with a run's val/IoU/<class>.
+TABLE3_IOU: dict[str, float] = {
+    "road": 98.6,
+    "sidewalk": 86.1,
+    "building": 93.5,
+    "wall": 56.1,
+    "fence": 63.3,
+    "pole": 69.7,
+    "traffic light": 77.3,
+    "traffic sign": 81.3,
+    "vegetation": 93.9,
+    "terrain": 72.9,
+    "sky": 95.7,
+    "person": 87.3,
+    "rider": 72.9,
+    "car": 96.2,
+    "truck": 76.8,
+    "bus": 89.4,
+    "train": 86.5,
+    "motorcycle": 72.2,
+    "bicycle": 78.2,
+}
+
+
 @register
 class CityscapesTest(DANetExperiment):
     name = "danet.cityscapes_test"
     table = "Table 3: Cityscapes test server (fine annotations only), DANet-ResNet-101"
     description = (
-        "The final model (+DA +MG) and its multi-scale + flip test; a run scores val, the paper's number is test."
+        "The final model (+DA +MG) and its multi-scale + flip test; a run scores val, the paper's numbers (mIoU and "
+        "the IoU of each class) are test."
     )
     recipes: ClassVar[dict[str, dict[str, Any]]] = {"smoke": SMOKE, "paper": CITYSCAPES_PAPER}
 
@@ -351,8 +382,9 @@ class CityscapesTest(DANetExperiment):
             "DANet-R101+DA+MG",
             {"depth": 101, "head": "danet", "multi_grid": True},
             multi_scale=(
-                PaperNumber("mIoU", 81.5, "Table 3, test server [README c7a2f60]"),
+                PaperNumber("mIoU", 81.5, f"{_TABLE3}; README c7a2f60"),
                 PaperNumber("mIoU", 81.47, "cityscapes-dataset.com, CASIA_IVA_DANet_NoCoarse [page]"),
+                *(PaperNumber(f"IoU/{name}", iou, _TABLE3) for name, iou in TABLE3_IOU.items()),
             ),
         )
 

@@ -39,6 +39,41 @@ def test_experiments_are_registered_with_paper_numbers():
     assert "CASIA-IVA-Lab/DANet#27" in ablation.variant("FCN-R50").paper[0].source
 
 
+def test_cityscapes_test_row_has_table3_per_class_iou():
+    # Table 3 (image in junfu1115/DANet's initial commit): DANet-101 test IoU per class, road → bicycle.
+    table3 = {
+        "road": 98.6,
+        "sidewalk": 86.1,
+        "building": 93.5,
+        "wall": 56.1,
+        "fence": 63.3,
+        "pole": 69.7,
+        "traffic light": 77.3,
+        "traffic sign": 81.3,
+        "vegetation": 93.9,
+        "terrain": 72.9,
+        "sky": 95.7,
+        "person": 87.3,
+        "rider": 72.9,
+        "car": 96.2,
+        "truck": 76.8,
+        "bus": 89.4,
+        "train": 86.5,
+        "motorcycle": 72.2,
+        "bicycle": 78.2,
+    }
+    row = get_experiment("danet.cityscapes_test").variant("DANet-R101+DA+MG+MS")
+    per_class = {n.metric.removeprefix("IoU/"): n for n in row.paper if n.metric.startswith("IoU/")}
+    assert {name: n.value for name, n in per_class.items()} == table3
+    # In train-id order and named as the DataModule names its classes, i.e. as a run's val/IoU/<class>.
+    assert tuple(per_class) == CityscapesDataModule.class_names and len(per_class) == 19
+    source = "Table 3 [P-img] (junfu1115/DANet initial commit, img/tab3.png)"
+    assert all(n.source == source for n in per_class.values())
+    miou = [n for n in row.paper if n.metric == "mIoU"]
+    assert miou[0].value == 81.5 and miou[0].source.startswith(source)
+    assert sum(table3.values()) / len(table3) == pytest.approx(81.5, abs=0.06)
+
+
 def test_paper_recipes():
     ablation = get_experiment("danet.ablation").recipe("paper")
     assert (ablation["crop_size"], ablation["base_size"], ablation["batch_size"]) == (768, 1024, 8)
