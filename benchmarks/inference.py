@@ -7,8 +7,8 @@ of ``lightning_modules.inference``, the same for every model:
 - ``single``: one forward pass over the whole image (what "full-resolution inference" means: DANet's
   position attention then runs over all 128 × 256 = 32,768 positions);
 - ``ms_flip``: DANet's multi-scale Cityscapes test (``danet.cityscapes_test``'s ``+MS`` protocol): scales
-  0.5 … 2.2, each with its horizontal flip, predicted in 1024 × 1024 sliding windows at stride 512, logits
-  summed.
+  0.5 … 2.2, each with its horizontal flip, predicted in 1024 × 1024 sliding windows at stride 512, combined
+  by PyTorch-Encoding's rule (``combine="exp_sum"``).
 
 Variants use ``training_step.py``'s syntax (``bf16+cl``, ``bf16+cl+naive``, ...); peak memory is
 ``torch.cuda.max_memory_allocated`` over the timed images, weights included.

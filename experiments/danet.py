@@ -58,9 +58,12 @@ Where the paper, the official code and its author disagree (the reasons some set
 - **Table 1's recipe.** 180 epochs, no random scaling, no multi-grid (author, CASIA-IVA-Lab/DANet#27, for the FCN
   baselines 70.03 / 72.54), hence ``scale_range=(1.0, 1.0)`` and ``max_epochs=180`` in ``danet.ablation``'s
   paper recipe; Table 2 and the README use 240 epochs.
-- **Testing.** The official "single-scale" test averages the image with its horizontal flip and slides a 768
+- **Testing.** The official "single-scale" test combines the image with its horizontal flip and slides a 768
   window (stride 2/3 of it) over the full 1024×2048 image; multi-scale adds scales 0.5-2.2 with a 1024 window
-  (stride 1/2) and sums logits. The ``paper`` recipes do the same (``combine="logits"``). The val mIoU the
+  (stride 1/2). PyTorch-Encoding's ``MultiEvalModule`` combines them as ``exp(logits + flipped logits)`` per
+  window, averaged over windows and summed over scales, lets the last window of a row run past the image,
+  padded with black, and resizes with ``align_corners=True``; the ``paper`` recipes do exactly that
+  (``combine="exp_sum"``, ``last_window="padded"``, :mod:`lightning_modules.inference`). The val mIoU the
   official training script prints is on 768 centre crops and is several points lower than the reported numbers
   (CASIA-IVA-Lab/DANet#14, #30, #41); these runs always score full images.
 - **PASCAL Context classes.** PyTorch-Encoding's loader ignores the background (59 classes), but the author
@@ -198,8 +201,9 @@ def backbone_name(depth: int, recipe: Mapping[str, Any]) -> str:
 def evaluation(recipe: Mapping[str, Any], multi_scale: bool) -> tuple[str, dict[str, Any]]:
     """``(eval_mode, eval_kwargs)`` of the SegmentationModule: the official single- or multi-scale test.
 
-    Both sum logits (``combine="logits"``) and resize with ``align_corners=True`` as PyTorch-Encoding's
-    ``MultiEvalModule`` does; multi-scale always flips. Without flip and window it is one plain forward pass.
+    Both combine passes as PyTorch-Encoding's ``MultiEvalModule`` does (``combine="exp_sum"``, windows placed with
+    ``last_window="padded"``, bilinear resizes with ``align_corners=True``); multi-scale always flips. Without flip
+    and window it is one plain forward pass.
     """
     prefix = "ms" if multi_scale else "eval"
     flip = multi_scale or recipe["eval_flip"]
@@ -207,9 +211,9 @@ def evaluation(recipe: Mapping[str, Any], multi_scale: bool) -> tuple[str, dict[
     if not multi_scale and not flip and window is None:
         return "single", {}
     scales = tuple(recipe["ms_scales"]) if multi_scale else (1.0,)
-    kwargs = {"scales": scales, "flip": flip, "window": window, "combine": "logits", "align_corners": True}
+    kwargs = {"scales": scales, "flip": flip, "window": window, "combine": "exp_sum", "align_corners": True}
     if window is not None:
-        kwargs["stride"] = recipe[f"{prefix}_stride"]
+        kwargs.update(stride=recipe[f"{prefix}_stride"], last_window="padded")
     return "multiscale", kwargs
 
 

@@ -32,6 +32,8 @@ from lightning_modules.network import check_images, check_outputs
 DEFAULT_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 Combine = Literal["softmax", "logits", "exp_sum"]
 COMBINES: tuple[Combine, ...] = ("softmax", "logits", "exp_sum")
+LastWindow = Literal["shifted", "padded"]
+LAST_WINDOWS: tuple[LastWindow, ...] = ("shifted", "padded")
 # What evaluation pads a normalised image with: a black pixel, as the training crops pad (datamodules.transforms).
 IMAGE_PAD_VALUE = normalized_pad_value()
 
@@ -51,8 +53,14 @@ def _pair(value: int | tuple[int, int], name: str) -> tuple[int, int]:
     return pair[0], pair[1]
 
 
-def _window_starts(size: int, window: int, stride: int) -> list[int]:
-    """Start offsets of windows of length ``window`` covering ``[0, size)``; the last one ends at ``size``."""
+def _window_starts(size: int, window: int, stride: int, last_window: LastWindow) -> list[int]:
+    """Start offsets of windows of length ``window`` (``<= size``) covering ``[0, size)`` every ``stride``.
+
+    ``"shifted"``: the last window is moved back to end at ``size``; ``"padded"``: windows keep the stride and
+    the last one may run past ``size`` (PyTorch-Encoding: ``ceil((size - window) / stride) + 1`` windows).
+    """
+    if last_window == "padded":
+        return [i * stride for i in range(math.ceil((size - window) / stride) + 1)]
     starts = list(range(0, size - window + 1, stride))
     if starts[-1] != size - window:
         starts.append(size - window)
@@ -91,6 +99,7 @@ def _slide(
     window: int | tuple[int, int],
     stride: int | tuple[int, int] | None,
     pad_value: Sequence[float] | None,
+    last_window: LastWindow,
 ) -> Tensor:
     """``predict_window``'s scores of every window, averaged where windows overlap; see :func:`predict_sliding`."""
     window_h, window_w = _pair(window, "window")
@@ -104,14 +113,20 @@ def _slide(
             "the windows would leave gaps."
         )
 
+    if last_window not in LAST_WINDOWS:
+        raise ValueError(f"last_window must be one of {LAST_WINDOWS}, got {last_window!r}.")
+
     height, width = images.shape[-2:]
-    padded = _pad_bottom_right(images, window_h, window_w, pad_value)
+    tops = _window_starts(max(height, window_h), window_h, stride_h, last_window)
+    lefts = _window_starts(max(width, window_w), window_w, stride_w, last_window)
+    # One padding up to where the last windows end: the same pixels as padding each window that runs past the image.
+    padded = _pad_bottom_right(images, tops[-1] + window_h, lefts[-1] + window_w, pad_value)
     padded_h, padded_w = padded.shape[-2:]
 
     total: Tensor | None = None
     count = padded.new_zeros(1, 1, padded_h, padded_w)
-    for top in _window_starts(padded_h, window_h, stride_h):
-        for left in _window_starts(padded_w, window_w, stride_w):
+    for top in tops:
+        for left in lefts:
             scores = predict_window(padded[:, :, top : top + window_h, left : left + window_w])
             if total is None:
                 total = scores.new_zeros(scores.shape[0], scores.shape[1], padded_h, padded_w)
@@ -144,14 +159,16 @@ def predict_sliding(
     window: int | tuple[int, int],
     stride: int | tuple[int, int] | None = None,
     pad_value: Sequence[float] | None = None,
+    last_window: LastWindow = "shifted",
 ) -> Tensor:
     """Sliding-window prediction, for images larger than the training crop.
 
-    Windows of size ``window = (h, w)`` move by ``stride``; the last window of each row/column is aligned
-    with the bottom/right edge, so the windows cover the image exactly. In a dimension where the image is
-    smaller than the window, the image is padded at the bottom/right up to the window with what a training
-    crop pads with (a black pixel, normalised), and the logits are cropped back. The logits of overlapping
-    windows are averaged (sum / count).
+    Windows of size ``window = (h, w)`` move by ``stride``. With ``last_window="shifted"`` (mmsegmentation's
+    placement) the last window of each row/column is moved back to end at the bottom/right edge; with
+    ``"padded"`` (PyTorch-Encoding's, DANet's official test) it keeps the stride and runs past the edge. Where
+    a window reaches past the image (and in a dimension where the image is smaller than the window), the
+    image is padded at the bottom/right with what a training crop pads with (a black pixel, normalised);
+    the logits are cropped back. The logits of overlapping windows are averaged (sum / count).
 
     Args:
         network: segmentation network returning a dict with key ``"out"``.
@@ -161,15 +178,17 @@ def predict_sliding(
             (DANet's protocol), rounded, at least 1.
         pad_value: the normalised value of a padded pixel, one per channel; default :data:`IMAGE_PAD_VALUE`,
             a black pixel under ImageNet normalisation (``datamodules.transforms.normalized_pad_value``).
+        last_window: ``"shifted"`` or ``"padded"``, see above.
 
     Returns:
         ``(B, K, H, W)`` logits.
 
     Raises:
-        ValueError: for a bad window or stride, or a ``pad_value`` whose length is not the channel count.
+        ValueError: for a bad window, stride or ``last_window``, or a ``pad_value`` whose length is not the
+            channel count.
     """
     check_images(images)
-    return _slide(lambda crop: predict_logits(network, crop), images, window, stride, pad_value)
+    return _slide(lambda crop: predict_logits(network, crop), images, window, stride, pad_value, last_window)
 
 
 def predict_multiscale(
@@ -182,6 +201,7 @@ def predict_multiscale(
     combine: Combine = "softmax",
     align_corners: bool = False,
     pad_value: Sequence[float] | None = None,
+    last_window: LastWindow = "shifted",
 ) -> Tensor:
     """Multi-scale (and horizontally flipped) prediction.
 
@@ -208,7 +228,7 @@ def predict_multiscale(
         stride: sliding-window stride, see :func:`predict_sliding`; only used with ``window``.
         combine: ``"softmax"``, ``"logits"`` or ``"exp_sum"``, see above.
         align_corners: ``align_corners`` of both bilinear resizes (PyTorch-Encoding: True).
-        pad_value: what windows larger than the scaled image are padded with, see :func:`predict_sliding`.
+        pad_value, last_window: padding and placement of the sliding windows, see :func:`predict_sliding`.
 
     Returns:
         ``(B, K, H, W)``: averaged probabilities (``"softmax"``) or logits (``"logits"``), or the sum over
@@ -231,7 +251,7 @@ def predict_multiscale(
     def predict_pass(inputs: Tensor, predict_window: Callable[[Tensor], Tensor]) -> Tensor:
         if window is None:
             return predict_window(inputs)
-        return _slide(predict_window, inputs, window, stride, pad_value)
+        return _slide(predict_window, inputs, window, stride, pad_value, last_window)
 
     def exp_of_flip_sum(inputs: Tensor) -> Tensor:
         logits = predict_logits(network, inputs)

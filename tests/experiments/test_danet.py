@@ -149,7 +149,15 @@ def test_strategies_rows_change_augmentation_multi_grid_and_test_protocol():
     assert modules["DANet-R101+DA"][1].scale_range == (0.75, 2.0)
     assert baseline.network.backbone.body.layer4[0].conv1.dilation == (2, 2)
     assert modules["DANet-R101+DA+MG"][0].network.backbone.body.layer4[0].conv1.dilation == (4, 4)
-    single = {"scales": (1.0,), "flip": True, "window": 768, "stride": 512, "combine": "logits", "align_corners": True}
+    single = {
+        "scales": (1.0,),
+        "flip": True,
+        "window": 768,
+        "stride": 512,
+        "combine": "exp_sum",
+        "last_window": "padded",
+        "align_corners": True,
+    }
     assert (baseline.eval_mode, baseline.eval_kwargs) == ("multiscale", single)
     ms = modules["DANet-R101+DA+MG+MS"][0]
     assert ms.eval_kwargs == {**single, "scales": CITYSCAPES_MS_SCALES, "window": 1024}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -400,9 +402,22 @@ class ScaleConfidentNet(nn.Module):
         return {"out": bias + 0.1 * images[:, :1] * ramp}
 
 
+# A black pixel after ImageNet normalisation, (0 - mean) / std: what training crops pad with.
+BLACK = tuple(-mean / std for mean, std in zip((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), strict=True))
+
+
+def pad_black(image: Tensor, height: int, width: int) -> Tensor:
+    """PyTorch-Encoding's pad_image: bottom / right up to (height, width), channel c filled with BLACK[c]."""
+    pad_h, pad_w = max(height - image.shape[2], 0), max(width - image.shape[3], 0)
+    return torch.cat(
+        [F.pad(image[:, c : c + 1], (0, pad_w, 0, pad_h), value=BLACK[c]) for c in range(image.shape[1])], dim=1
+    )
+
+
 def reference_exp_sum(net: nn.Module, images: Tensor, scales: tuple[float, ...], window: int | None) -> Tensor:
-    """PyTorch-Encoding's MultiEvalModule, written out: per window exp(logits + flipped logits), windows averaged,
-    bilinear resize with align_corners=True, summed over scales (windows here: edge-aligned, stride window // 2)."""
+    """PyTorch-Encoding's MultiEvalModule, written out (stride window // 2): per window exp(logits + flipped
+    logits); windows every stride from 0, the last ones running past the image and padded with black; windows
+    averaged; bilinear resize with align_corners=True; summed over scales."""
     height, width = images.shape[-2:]
     total = torch.zeros(images.shape[0], NUM_CLASSES, height, width, dtype=torch.float64)
     for scale in scales:
@@ -415,16 +430,19 @@ def reference_exp_sum(net: nn.Module, images: Tensor, scales: tuple[float, ...],
         if window is None:
             scores = score(scaled)
         else:
-            scores = torch.zeros(images.shape[0], NUM_CLASSES, *size, dtype=torch.float64)
-            count = torch.zeros(*size, dtype=torch.float64)
-            tops = sorted({*range(0, size[0] - window + 1, window // 2), size[0] - window})
-            lefts = sorted({*range(0, size[1] - window + 1, window // 2), size[1] - window})
-            for top in tops:
-                for left in lefts:
-                    crop = scaled[:, :, top : top + window, left : left + window]
-                    scores[:, :, top : top + window, left : left + window] += score(crop)
-                    count[top : top + window, left : left + window] += 1
-            scores = scores / count
+            stride = window // 2
+            image = pad_black(scaled, window, window)
+            ph, pw = image.shape[-2:]
+            scores = torch.zeros(images.shape[0], NUM_CLASSES, ph, pw, dtype=torch.float64)
+            count = torch.zeros(ph, pw, dtype=torch.float64)
+            for row in range(math.ceil((ph - window) / stride) + 1):
+                for col in range(math.ceil((pw - window) / stride) + 1):
+                    h0, w0 = row * stride, col * stride
+                    h1, w1 = min(h0 + window, ph), min(w0 + window, pw)
+                    output = score(pad_black(image[:, :, h0:h1, w0:w1], window, window))
+                    scores[:, :, h0:h1, w0:w1] += output[:, :, : h1 - h0, : w1 - w0]
+                    count[h0:h1, w0:w1] += 1
+            scores = (scores / count)[:, :, : size[0], : size[1]]
         total += F.interpolate(scores, size=(height, width), mode="bilinear", align_corners=True)
     return total
 
@@ -444,14 +462,29 @@ def test_exp_sum_is_pytorch_encodings_rule_and_picks_the_confident_scale() -> No
 
 
 @torch.no_grad()
-def test_exp_sum_exponentiates_each_window_before_averaging(conv3: DictNet) -> None:
+def test_exp_sum_with_padded_windows_is_the_official_sliding_test(conv3: DictNet) -> None:
     # A 3x3 conv's window-border logits differ between overlapping windows, so exp-then-average differs from
-    # average-then-exp; PyTorch-Encoding's module_inference exponentiates each window.
+    # average-then-exp (PyTorch-Encoding exponentiates each window), and a window that runs past the image sees
+    # the black padding. Scale 0.5 gives 8x10: the windows at 0 and 4 (ending at 12) run past the right edge.
     net = conv3.double()
     images = make_images(16, 20).double()
     kwargs = {"scales": (0.5, 1.0, 1.5), "flip": True, "window": 8, "stride": 4, "align_corners": True}
-    actual = predict_multiscale(net, images, combine="exp_sum", **kwargs)
+    actual = predict_multiscale(net, images, combine="exp_sum", last_window="padded", **kwargs)
     torch.testing.assert_close(actual, reference_exp_sum(net, images, kwargs["scales"], 8), rtol=1e-10, atol=0)
+    shifted = predict_multiscale(net, images, combine="exp_sum", **kwargs)
+    assert not torch.allclose(shifted, actual, rtol=1e-3, atol=0)
+
+
+@torch.no_grad()
+def test_padded_windows_keep_the_stride_and_run_past_the_edge(pointwise: DictNet) -> None:
+    net = RecordingNet(pointwise.body)
+    images = make_images(45, 47)
+    logits = predict_sliding(net, images, 16, 10, last_window="padded")
+    # ceil((45 - 16) / 10) + 1 = 4 rows (0..30, the last ending at 46) and ceil(31 / 10) + 1 = 5 columns.
+    assert net.sizes == [(16, 16)] * 20
+    torch.testing.assert_close(logits, predict_logits(pointwise, images), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="last_window"):
+        predict_sliding(net, images, 16, 10, last_window="edge")
 
 
 def test_exp_sum_computes_in_at_least_float32(conv3: DictNet) -> None:
