@@ -103,9 +103,14 @@ class DANetHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.sa is not None and self.sc is not None:
+            # The official order (position branch with its classifier, channel branch with its classifier, then
+            # the fused classifier), so that with one seed the three Dropout2d masks fall where the official
+            # code draws them.
             sa_conv = self.conv51(self.sa(self.conv5a(x)))
+            pam = self.conv6(sa_conv)
             sc_conv = self.conv52(self.sc(self.conv5c(x)))
-            return {"out": self.conv8(sa_conv + sc_conv), "pam": self.conv6(sa_conv), "cam": self.conv7(sc_conv)}
+            cam = self.conv7(sc_conv)
+            return {"out": self.conv8(sa_conv + sc_conv), "pam": pam, "cam": cam}
         if self.sa is not None:
             return {"out": self.conv6(self.conv51(self.sa(self.conv5a(x))))}
         return {"out": self.conv7(self.conv52(self.sc(self.conv5c(x))))}

@@ -94,6 +94,27 @@ def test_fused_output_is_the_classified_sum_of_the_branches():
         torch.testing.assert_close(outputs["cam"], head.conv7(sc_conv))
 
 
+def test_training_forward_draws_dropout_in_the_official_order():
+    # The official DANetHead.forward: conv5a, sa, conv51, conv6 (dropout), conv5c, sc, conv52, conv7 (dropout), conv8
+    # (dropout). With one seed, each Dropout2d mask must fall on the branch the official code draws it for.
+    torch.manual_seed(0)
+    head = DANetHead(128, 3).train()  # 2 images × 32 channels: 64 dropout draws per classifier
+    x = torch.randn(2, 128, 6, 7)
+    with torch.no_grad():
+        head.sa.gamma.fill_(0.5)
+        head.sc.gamma.fill_(0.5)
+        torch.manual_seed(1)
+        outputs = head(x)
+        torch.manual_seed(1)
+        sa_conv = head.conv51(head.sa(head.conv5a(x)))
+        pam = head.conv6(sa_conv)
+        sc_conv = head.conv52(head.sc(head.conv5c(x)))
+        cam = head.conv7(sc_conv)
+        out = head.conv8(sa_conv + sc_conv)
+    for key, expected in (("out", out), ("pam", pam), ("cam", cam)):
+        torch.testing.assert_close(outputs[key], expected)
+
+
 def test_logits_are_upsampled_bilinearly_with_align_corners_as_in_the_official_code():
     torch.manual_seed(0)
     network = DANet(3, backbone="test_resnet").eval()
