@@ -8,6 +8,10 @@ profile, the seed and the recipe, so that the same command finds the same folder
   from that checkpoint, with the random number generators restored, so that it ends where an
   uninterrupted run would have.
 
+The stored scores always come from a full validation pass over the split with the final network: when
+training ends without one at its last step (a checkpoint that was already final, ``max_epochs=0``, a
+skipped last validation), the runner validates once more (:class:`ValidatedStep`).
+
 A row that rescores another (``Variant.rescores``) trains nothing: its folder has the other run's
 id and holds the scores of that run's network under the row's own test protocol.
 """
@@ -62,6 +66,23 @@ class RunState(Callback):
             states = dict(checkpoint["rng_states"])
             name, keys, *rest = states["numpy"]
             _set_rng_states({**states, "numpy": (name, keys.numpy(), *rest)})
+
+
+class ValidatedStep(Callback):
+    """Remembers the training step of the last full validation pass (the sanity check's two batches do not count).
+
+    A run's scores must be those of its final network over the whole split. Fit leaves the module's
+    ``last_scores`` stale or partial when no full validation ran at the last step: a resumed run whose
+    checkpoint was already final (only the sanity check runs), ``max_epochs=0``, a ``max_steps`` stop
+    mid-epoch, or a last epoch that ``check_val_every_n_epoch`` skips.
+    """
+
+    def __init__(self) -> None:
+        self.step: int | None = None
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.step = trainer.global_step
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -232,6 +253,7 @@ def run_variant(
         module = convert_sync_batchnorm(module)
     run = {"experiment": experiment.name, "variant": variant.name, "recipe": recipe, "seed": seed}
     loggers, media = _logging(run_dir, wandb, experiment, variant, recipe, datamodule)
+    validated = ValidatedStep()
     trainer = L.Trainer(
         default_root_dir=run_dir,
         logger=loggers,
@@ -239,6 +261,7 @@ def run_variant(
             # monitor=None, save_top_k=1: one checkpoint, overwritten at the end of every epoch.
             ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False),
             RunState(run),
+            validated,
             *media,
             *callbacks,
         ],
@@ -253,11 +276,12 @@ def run_variant(
     code = git_state()
     started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
-    seconds = time.perf_counter() - started
-    fields = {
-        "resumed_from": str(resume_from) if resume_from is not None else None,
-        "timings": {"fit_seconds": seconds, "steps": trainer.global_step},
-    }
+    timings: dict[str, Any] = {"fit_seconds": time.perf_counter() - started, "steps": trainer.global_step}
+    if validated.step != trainer.global_step:
+        started = time.perf_counter()
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+        timings["validate_seconds"] = time.perf_counter() - started
+    fields = {"resumed_from": str(resume_from) if resume_from is not None else None, "timings": timings}
     record = _record(experiment, variant, recipe, seed, run_dir, trainer, module, code, fields)
     if trainer.is_global_zero:
         write_json_atomic(results, record)

@@ -75,6 +75,41 @@ def test_corrupt_metrics_file_is_reported_and_never_used(tmp_path, capsys):
     assert status == "finished"
 
 
+def test_a_rerun_of_a_finished_checkpoint_stores_the_scores_of_the_whole_split(tmp_path):
+    # 32 validation images in batches of 8: the sanity check sees 2 of the 4 batches.
+    experiment, variant = get_experiment("quickstart"), get_experiment("quickstart").variant("fcn")
+    overrides = {"max_epochs": 2, "num_val": 32}
+    _, original = run_variant(experiment, variant, "smoke", tmp_path, overrides, seed=3, wandb="disabled")
+    assert "validate_seconds" not in original["timings"]  # the last epoch's validation is the record's
+    path = next(tmp_path.glob("quickstart/fcn/*/metrics.json"))
+    path.write_text("{")
+    with pytest.warns(UserWarning, match="Running the variant again"):
+        status, rerun = run_variant(experiment, variant, "smoke", tmp_path, overrides, seed=3, wandb="disabled")
+    assert status == "finished" and rerun["resumed_from"].endswith("last.ckpt")
+    assert rerun["metrics"] == original["metrics"]
+    assert rerun["per_class"] == original["per_class"]
+    assert rerun["timings"]["steps"] == original["timings"]["steps"] and "validate_seconds" in rerun["timings"]
+
+
+def test_a_run_that_trains_nothing_stores_the_scores_of_the_whole_split(tmp_path):
+    experiment = get_experiment("quickstart")
+    variant = experiment.variant("fcn")
+    overrides = {"max_epochs": 0, "num_val": 32}
+    _, record = run_variant(experiment, variant, "smoke", tmp_path, overrides, seed=3, wandb="disabled")
+    assert record["timings"]["steps"] == 0
+    # The same seed builds the same untrained network; score it over all 32 images.
+    recipe = experiment.recipe("smoke", overrides, variant)
+    L.seed_everything(3, workers=True)
+    datamodule = experiment.build_datamodule(recipe)
+    module = experiment.build_module(variant, recipe, datamodule)
+    datamodule.setup("validate")
+    expected = evaluate_segmentation(
+        module.network, datamodule.val_dataloader(), datamodule.num_classes, progress=False
+    )
+    assert record["metrics"]["val/mIoU"] == pytest.approx(expected["mIoU"], abs=1e-6)
+    assert record["metrics"]["val/pixel_acc"] == pytest.approx(expected["pixel_acc"], abs=1e-6)
+
+
 def test_table_shows_measured_beside_paper_with_profile(tmp_path, capsys):
     quickstart_run(tmp_path)
     capsys.readouterr()
