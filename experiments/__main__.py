@@ -87,11 +87,13 @@ def _devices(text: str) -> int | str:
 
 
 def list_experiments() -> None:
+    from experiments.results import describe_paper_numbers
+
     for name in experiment_names():
         experiment = get_experiment(name)
         print(f"{name}: {experiment.paper}, {experiment.table} (profiles: {', '.join(experiment.recipes)})")
         for variant in experiment.variants():
-            numbers = ", ".join(f"{n.metric} {n.value} [{n.source}]" for n in variant.paper) or "no paper number"
+            numbers = describe_paper_numbers(variant.paper) if variant.paper else "no paper number"
             notes = [f"{key}={value}" for key, value in variant.settings.items()]
             if variant.rescores is not None:
                 notes.append(f"scores the network of {variant.rescores}")

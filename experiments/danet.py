@@ -144,7 +144,7 @@ _PAPER: dict[str, Any] = dict(
     aux_weight=0.0,
     eval_flip=True,
     pam_mode="fused",
-    # Full-image sliding-window evaluation of a whole split is slow; the last epoch is always validated.
+    # Full-image sliding-window evaluation of a whole split is slow; the runner always validates the final network.
     check_val_every_n_epoch=20,
 )
 CITYSCAPES_PAPER: dict[str, Any] = dict(

@@ -7,7 +7,7 @@ import os
 import platform
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -126,6 +126,42 @@ def _percent(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f}"
 
 
+PER_CLASS_PREFIX = "IoU/"
+
+
+def describe_paper_numbers(numbers: Sequence[Any]) -> str:
+    """``"metric value (source); ..."`` of a row's :class:`~experiments.base.PaperNumber` s, or ``"—"``.
+
+    Per-class IoUs (metric ``IoU/<class>``) are summarised as their count and source, so that a table cell
+    stays readable; :func:`per_class_table` lists them.
+    """
+    per_class = [n for n in numbers if n.metric.startswith(PER_CLASS_PREFIX)]
+    parts = [f"{n.metric} {n.value} ({n.source})" for n in numbers if not n.metric.startswith(PER_CLASS_PREFIX)]
+    if per_class:
+        sources = "; ".join(dict.fromkeys(n.source for n in per_class))
+        parts.append(f"IoU of {len(per_class)} classes ({sources})")
+    return "; ".join(parts) or "—"
+
+
+def per_class_table(variant: Any, records: Sequence[Mapping[str, Any]]) -> str:
+    """Markdown: the row's published per-class IoU (%) beside each run's per-class val IoU; ``""`` without any."""
+    paper = {n.metric[len(PER_CLASS_PREFIX) :]: n for n in variant.paper if n.metric.startswith(PER_CLASS_PREFIX)}
+    if not paper:
+        return ""
+    runs = sorted(records, key=lambda r: PROFILE_ORDER.get(r["profile"], 3))
+    sources = "; ".join(dict.fromkeys(n.source for n in paper.values()))
+    lines = [
+        f"#### {variant.name}: IoU per class (paper: {sources})",
+        "",
+        "| class | paper | " + " | ".join(f"measured val ({r['profile']}, {r['run_id']})" for r in runs) + " |",
+        "|---|---:|" + "---:|" * len(runs),
+    ]
+    for name, number in paper.items():
+        measured = [_percent(r.get("per_class", {}).get("val/IoU", {}).get(name)) for r in runs]
+        lines.append(f"| {name} | {number.value} | " + " | ".join(measured) + " |")
+    return "\n".join(lines)
+
+
 def _paper_value(variant: Any, metric: str) -> float | None:
     return next((n.value for n in variant.paper if n.metric == metric), None)
 
@@ -194,7 +230,7 @@ def paper_table(experiment: Any, records: list[dict[str, Any]], runs_dir: str | 
     for record in records:
         by_variant.setdefault(record["variant"], []).append(record)
     for variant in experiment.variants():
-        paper = "; ".join(f"{n.metric} {n.value} ({n.source})" for n in variant.paper) or "—"
+        paper = describe_paper_numbers(variant.paper)
         runs = sorted(by_variant.get(variant.name, []), key=lambda r: PROFILE_ORDER.get(r["profile"], 3))
         if not runs:
             lines.append(f"| {variant.name} | {paper} | not run | | | | | | | | |")
@@ -209,7 +245,8 @@ def paper_table(experiment: Any, records: list[dict[str, Any]], runs_dir: str | 
                 f"| {recipe_changes(experiment, record)} | {record['hardware']['device']} "
                 f"| {fit_time(record)} |"
             )
-    return "\n".join(lines)
+    per_class = [per_class_table(variant, by_variant.get(variant.name, [])) for variant in experiment.variants()]
+    return "\n\n".join(["\n".join(lines), *(table for table in per_class if table)])
 
 
 def plot_paper_table(experiment: Any, records: list[dict[str, Any]], path: str | os.PathLike) -> Path:

@@ -129,3 +129,22 @@ def test_table_settings_column_leaves_out_what_the_row_itself_sets():
         "recipe": experiment.recipe("paper"),
     }
     assert recipe_changes(experiment, rescoring) == "—"
+
+
+def test_per_class_paper_numbers_get_their_own_table(capsys):
+    from experiments.results import describe_paper_numbers, per_class_table
+
+    experiment = get_experiment("danet.cityscapes_test")
+    ms = experiment.variant("DANet-R101+DA+MG+MS")
+    summary = describe_paper_numbers(ms.paper)
+    assert "IoU of 19 classes (Table 3 [P-img]" in summary and "IoU/road" not in summary
+    assert summary.startswith("mIoU 81.5 (")
+    record = {"profile": "paper", "run_id": "paper-seed0-x", "per_class": {"val/IoU": {"road": 0.9812, "wall": 0.5}}}
+    lines = per_class_table(ms, [record]).splitlines()
+    assert lines[2] == "| class | paper | measured val (paper, paper-seed0-x) |"
+    assert "| road | 98.6 | 98.1 |" in lines and "| wall | 56.1 | 50.0 |" in lines
+    assert "| bicycle | 78.2 | — |" in lines and len(lines) == 4 + 19
+    assert per_class_table(experiment.variant("DANet-R101+DA+MG"), [record]) == ""
+    assert main(["list"]) == 0
+    listed = capsys.readouterr().out
+    assert "IoU of 19 classes" in listed and "IoU/road" not in listed
