@@ -23,6 +23,18 @@ def write_label(path: Path, label: np.ndarray, palette: bool = False) -> None:
     image.save(path)
 
 
+@pytest.fixture
+def save_16_bit():
+    """``save(path, label)``: writes ``label`` as a 16-bit greyscale PNG holding its values as they are, and
+    checks that Pillow reads the file back as 16-bit (mode ``I;16``, or ``I`` in some Pillow versions)."""
+
+    def save(path: Path, label: np.ndarray) -> None:
+        Image.fromarray(np.asarray(label).astype(np.uint16)).save(path)
+        assert Image.open(path).mode in ("I;16", "I")
+
+    return save
+
+
 def blocky_label(height: int, width: int, values, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     blocks = rng.choice(np.asarray(values), size=(height // 8 + 1, width // 8 + 1))

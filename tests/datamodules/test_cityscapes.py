@@ -62,14 +62,12 @@ def frankfurt_label(cityscapes_tree):
     return cityscapes_tree / "gtFine" / "val" / "frankfurt" / "frankfurt_000000_000000_gtFine_labelIds.png"
 
 
-def test_16_bit_label_ids_read_like_8_bit(cityscapes_tree):
+def test_16_bit_label_ids_read_like_8_bit(cityscapes_tree, save_16_bit):
     datamodule = CityscapesDataModule(cityscapes_tree, num_workers=0)
     datamodule.setup("validate")
     _, label_8_bit = datamodule.datasets["val"][0]
     path = frankfurt_label(cityscapes_tree)
-    raw = np.array(Image.open(path))
-    Image.fromarray(raw.astype(np.uint16)).save(path)
-    assert Image.open(path).mode in ("I;16", "I")
+    save_16_bit(path, np.array(Image.open(path)))
     _, label_16_bit = datamodule.datasets["val"][0]
     assert label_16_bit.dtype == torch.int64
     torch.testing.assert_close(label_16_bit, label_8_bit, rtol=0, atol=0)

@@ -67,14 +67,13 @@ def val_label(context_tree):
 
 
 @pytest.mark.parametrize("datamodule_class", [PascalContext60DataModule, PascalContext59DataModule])
-def test_16_bit_label_reads_like_8_bit(context_tree, datamodule_class):
+def test_16_bit_label_reads_like_8_bit(context_tree, datamodule_class, save_16_bit):
     datamodule = datamodule_class(context_tree, num_workers=0)
     datamodule.setup("validate")
     _, label_8_bit = datamodule.datasets["val"][0]
     path = val_label(context_tree)
     raw = np.array(Image.open(path))
-    Image.fromarray(raw.astype(np.uint16)).save(path)
-    assert Image.open(path).mode in ("I;16", "I")
+    save_16_bit(path, raw)
     _, label_16_bit = datamodule.datasets["val"][0]
     assert label_16_bit.dtype == torch.int64
     torch.testing.assert_close(label_16_bit, label_8_bit, rtol=0, atol=0)
@@ -87,9 +86,9 @@ def test_16_bit_label_reads_like_8_bit(context_tree, datamodule_class):
 SCALED_STRIPES = np.concatenate([np.zeros((32, 48)), np.full((4, 48), 5 * 256), np.full((4, 48), 59 * 256)])
 
 
-def test_59_classes_refuse_a_value_past_the_table(context_tree):
+def test_59_classes_refuse_a_value_past_the_table(context_tree, save_16_bit):
     path = val_label(context_tree)
-    Image.fromarray(SCALED_STRIPES.astype(np.uint16)).save(path)
+    save_16_bit(path, SCALED_STRIPES)
     datamodule = PascalContext59DataModule(context_tree, num_workers=0)
     datamodule.setup("validate")
     expected = (
@@ -100,9 +99,9 @@ def test_59_classes_refuse_a_value_past_the_table(context_tree):
         datamodule.datasets["val"][0]
 
 
-def test_60_classes_refuse_a_value_past_the_classes(context_tree):
+def test_60_classes_refuse_a_value_past_the_classes(context_tree, save_16_bit):
     path = val_label(context_tree)
-    Image.fromarray(SCALED_STRIPES.astype(np.uint16)).save(path)
+    save_16_bit(path, SCALED_STRIPES)
     datamodule = PascalContext60DataModule(context_tree, num_workers=0)
     datamodule.setup("validate")
     expected = (
