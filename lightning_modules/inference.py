@@ -215,7 +215,8 @@ def predict_multiscale(
     * ``"exp_sum"`` (PyTorch-Encoding's ``MultiEvalModule``, DANet's official test): for each window (or the
       whole scaled image) ``exp(logits + flipped logits)``, averaged over overlapping windows, resized to
       ``(H, W)`` and **summed** over scales. It weighs a confident scale more than the other rules do, so it
-      can pick another class. Computed in at least float32 (the exponential overflows bf16's precision).
+      can pick another class. Computed in at least float32: fp16 overflows above ``exp(11)`` and bf16 keeps
+      only 8 bits of each exponential.
 
     Only one pass's full-resolution scores are held besides the running sum.
 
@@ -299,7 +300,8 @@ def predict(
         **kwargs: keyword arguments of the chosen function (none for ``"single"``).
 
     Returns:
-        ``(B, K, H, W)`` scores: logits, or probabilities for ``"multiscale"`` with ``combine="softmax"``.
+        ``(B, K, H, W)`` scores: logits, or for ``"multiscale"`` what its ``combine`` gives (probabilities by
+        default); their argmax is the prediction.
     """
     protocols: dict[str, Callable[..., Tensor]] = {
         "single": predict_logits,
