@@ -14,7 +14,8 @@ class ``c`` and each image of height ``H`` and width ``W``:
 
 The score of a class is the mean of ``F`` over all images (an image where the class is absent from both the
 prediction and the ground truth counts with ``F = 1``), and the reported score of a threshold is the mean over
-classes. :data:`DEFAULT_THRESHOLDS` are the paper's 3 / 5 / 9 / 12 px at 1024×2048; the official code's default
+classes. An image without a labelled pixel (all ``ignore_index``, e.g. an all-background PASCAL Context-59
+image) is left out of the mean: every class would be absent from both masks and score a free ``F = 1``. :data:`DEFAULT_THRESHOLDS` are the paper's 3 / 5 / 9 / 12 px at 1024×2048; the official code's default
 first threshold, 0.0005, gives 2 px there.
 
 Everything runs batched on the inputs' device: all classes of a batch at once, the disk dilation as an OR of
@@ -112,6 +113,7 @@ class BoundaryFScore(Metric):
     ``preds`` (reduced with ``argmax`` over dim 1), and integer ``(B, H, W)`` targets where ``ignore_index`` marks
     unlabelled pixels. The states are the per-threshold, per-class sum of F over images, ``f_sum`` float64
     ``(T, K)``, and the image count ``num_images``; both are sum-reduced, so the result is exact under DDP.
+    Images without a labelled pixel count in neither.
 
     ``compute()`` returns a dict:
 
@@ -164,8 +166,9 @@ class BoundaryFScore(Metric):
         scores = boundary_f_scores(
             preds, target, self.num_classes, self.thresholds, self.ignore_index, validate_args=self.validate_args
         )
-        self.f_sum += scores.sum(dim=0)
-        self.num_images += scores.shape[0]
+        labelled = (target != self.ignore_index).flatten(1).any(dim=1)
+        self.f_sum += scores[labelled].sum(dim=0)
+        self.num_images += labelled.sum()
 
     def compute(self) -> dict[str, Tensor]:
         """Mean F over images per threshold and class, its mean over classes, and one scalar per threshold."""

@@ -140,6 +140,21 @@ def test_metric_accumulates_mean_over_images_then_classes():
         assert math.isclose(float(result[f"boundary_F/{threshold}/c"]), expected[t, 2], abs_tol=1e-6)
 
 
+def test_images_without_labelled_pixels_are_left_out_of_the_mean():
+    # An all-ignored image would score F = 1 for every class (absent from both masks) and lift the mean.
+    rng = np.random.default_rng(2)
+    preds, target = random_case(rng, 3, 21, 30, 4)
+    expected = reference_scores(preds, target, 4, THRESHOLDS).mean(axis=0)
+    metric = BoundaryFScore(4, THRESHOLDS)
+    metric.update(torch.from_numpy(preds), torch.from_numpy(target))
+    unlabelled = np.full((2, 21, 30), 255, dtype=target.dtype)
+    metric.update(torch.from_numpy(preds[:2]), torch.from_numpy(unlabelled))
+    result = metric.compute()
+    assert int(metric.num_images) == 3
+    np.testing.assert_allclose(result["f_per_class"].numpy(), expected, rtol=0, atol=1e-6)
+    assert (expected < 1).any()  # the free 1s of the unlabelled images would have changed the result
+
+
 def test_metric_takes_logits():
     rng = np.random.default_rng(2)
     preds, target = random_case(rng, 2, 20, 30, 3)
