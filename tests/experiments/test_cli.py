@@ -52,7 +52,7 @@ def test_list_shows_experiments(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "quickstart" in out
-    assert "  - DANet-R101: mIoU 77.57 [Table 2 [mem]] (scale_range=(1.0, 1.0))\n" in out
+    assert "  - DANet-R101: mIoU 77.57 (Table 2 [mem]) (scale_range=(1.0, 1.0))\n" in out
     assert "(scores the network of DANet-R101+DA+MG)\n" in out
 
 
