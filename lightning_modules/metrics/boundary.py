@@ -15,8 +15,9 @@ class ``c`` and each image of height ``H`` and width ``W``:
 The score of a class is the mean of ``F`` over all images (an image where the class is absent from both the
 prediction and the ground truth counts with ``F = 1``), and the reported score of a threshold is the mean over
 classes. An image without a labelled pixel (all ``ignore_index``, e.g. an all-background PASCAL Context-59
-image) is left out of the mean: every class would be absent from both masks and score a free ``F = 1``. :data:`DEFAULT_THRESHOLDS` are the paper's 3 / 5 / 9 / 12 px at 1024×2048; the official code's default
-first threshold, 0.0005, gives 2 px there.
+image) is left out of the mean: every class would be absent from both masks and score a free ``F = 1``.
+:data:`DEFAULT_THRESHOLDS` are the paper's 3 / 5 / 9 / 12 px at 1024×2048; the official code's default first
+threshold, 0.0005, gives 2 px there.
 
 Everything runs batched on the inputs' device: all classes of a batch at once, the disk dilation as an OR of
 vertically shifted horizontal dilations (each horizontal dilation a difference of row prefix sums), and every
