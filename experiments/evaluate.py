@@ -43,6 +43,8 @@ def predict_kwargs(
         raise ValueError("--sliding needs the window size: the training crop of the recipe or --window H W.")
     if combine not in COMBINES:
         raise ValueError(f"--combine must be one of {', '.join(COMBINES)}, got {combine!r}.")
+    if combine != "softmax" and not (multi_scale or flip):
+        raise ValueError("--combine says how --multi-scale / --flip passes combine: add one of them.")
     if multi_scale or flip:
         scales = {} if multi_scale else {"scales": (1.0,)}
         combined = {} if combine == "softmax" else {"combine": combine}

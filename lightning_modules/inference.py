@@ -104,7 +104,7 @@ def _slide(
     """``predict_window``'s scores of every window, averaged where windows overlap; see :func:`predict_sliding`."""
     window_h, window_w = _pair(window, "window")
     if stride is None:
-        stride_h, stride_w = (max(1, round(2 * size / 3)) for size in (window_h, window_w))
+        stride_h, stride_w = (max(1, 2 * size // 3) for size in (window_h, window_w))
     else:
         stride_h, stride_w = _pair(stride, "stride")
     if stride_h > window_h or stride_w > window_w:
@@ -175,7 +175,7 @@ def predict_sliding(
         images: ``(B, C, H, W)`` float images.
         window: window size, an int or ``(h, w)``.
         stride: step between windows, an int or ``(h, w)``, at most the window; defaults to 2/3 of the window
-            (DANet's protocol), rounded, at least 1.
+            rounded down, at least 1 (DANet's protocol, PyTorch-Encoding's ``int(2/3 · crop)``).
         pad_value: the normalised value of a padded pixel, one per channel; default :data:`IMAGE_PAD_VALUE`,
             a black pixel under ImageNet normalisation (``datamodules.transforms.normalized_pad_value``).
         last_window: ``"shifted"`` or ``"padded"``, see above.
@@ -256,9 +256,11 @@ def predict_multiscale(
 
     def exp_of_flip_sum(inputs: Tensor) -> Tensor:
         logits = predict_logits(network, inputs)
+        dtype = torch.promote_types(logits.dtype, torch.float32)
+        logits = logits.to(dtype)
         if flip:
-            logits = logits + predict_logits(network, inputs.flip(-1)).flip(-1)
-        return logits.to(torch.promote_types(logits.dtype, torch.float32)).exp()
+            logits = logits + predict_logits(network, inputs.flip(-1)).flip(-1).to(dtype)
+        return logits.exp()
 
     height, width = images.shape[-2:]
     total: Tensor | None = None

@@ -34,6 +34,10 @@ def check_targets(target: torch.Tensor, num_classes: int, ignore_index: int) -> 
         )
 
 
+def _terms(losses: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    return {key: float(value.detach()) for key, value in losses.items()}
+
+
 class SegmentationModule(L.LightningModule):
     """Training, validation, test and prediction of a segmentation network.
 
@@ -85,6 +89,8 @@ class SegmentationModule(L.LightningModule):
         self.test_scores = SegmentationScores(num_classes, ignore_index=ignore_index, validate_args=False)
         # The split's loss is a mean over its labelled pixels: each batch's mean weighted by its labelled
         # pixel count, so a batch without labels counts for nothing (a per-batch mean would give it weight).
+        # A NaN batch loss raises in _evaluate before it reaches these: MeanMetric would drop it with a warning
+        # (and its nan_strategy="disable" ignores the weights, torchmetrics 1.9).
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
         self.last_scores: dict[str, dict[str, Any]] = {}
@@ -117,9 +123,8 @@ class SegmentationModule(L.LightningModule):
     def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
         _, losses = self._shared_step(batch)
         if not torch.isfinite(losses["loss"]):
-            terms = {key: float(value.detach()) for key, value in losses.items()}
             raise FloatingPointError(
-                f"the training loss is not finite at step {self.global_step}: {terms}. "
+                f"the training loss is not finite at step {self.global_step}: {_terms(losses)}. "
                 "Lower the learning rate, or check the images for NaN / Inf values."
             )
         batch_size = batch[0].shape[0]
@@ -128,9 +133,14 @@ class SegmentationModule(L.LightningModule):
         return losses["loss"]
 
     def _evaluate(
-        self, batch: Sequence[torch.Tensor], stage: str, scores: SegmentationScores, loss: MeanMetric
+        self, batch: Sequence[torch.Tensor], batch_idx: int, stage: str, scores: SegmentationScores, loss: MeanMetric
     ) -> None:
         outputs, losses = self._shared_step(batch)
+        if not torch.isfinite(losses["loss"]):
+            raise FloatingPointError(
+                f"the {stage} loss of batch {batch_idx} is not finite: {_terms(losses)}. The network's outputs hold "
+                "NaN / Inf (a diverged checkpoint?), or the images do."
+            )
         if self.eval_mode == "single":
             logits = outputs["out"]
         else:
@@ -156,13 +166,13 @@ class SegmentationModule(L.LightningModule):
         }
 
     def validation_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "val", self.val_scores, self.val_loss)
+        self._evaluate(batch, batch_idx, "val", self.val_scores, self.val_loss)
 
     def on_validation_epoch_end(self) -> None:
         self._log_scores("val", self.val_scores)
 
     def test_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "test", self.test_scores, self.test_loss)
+        self._evaluate(batch, batch_idx, "test", self.test_scores, self.test_loss)
 
     def on_test_epoch_end(self) -> None:
         self._log_scores("test", self.test_scores)

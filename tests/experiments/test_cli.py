@@ -148,3 +148,16 @@ def test_per_class_paper_numbers_get_their_own_table(capsys):
     assert main(["list"]) == 0
     listed = capsys.readouterr().out
     assert "IoU of 19 classes" in listed and "IoU/road" not in listed
+
+
+def test_combine_needs_multi_scale_or_flip():
+    from experiments.evaluate import predict_kwargs
+
+    with pytest.raises(ValueError, match="--combine says how --multi-scale / --flip passes combine"):
+        predict_kwargs(False, False, True, (8, 8), "exp_sum")
+    assert predict_kwargs(False, True, False, None, "exp_sum") == {
+        "mode": "multiscale",
+        "flip": True,
+        "scales": (1.0,),
+        "combine": "exp_sum",
+    }

@@ -201,3 +201,13 @@ def test_validation_loss_is_the_mean_over_the_splits_labelled_pixels():
         # A second pass over the split gives the same value: the running mean starts again.
         (metrics,) = validator.validate(module, loader, verbose=False)
         assert math.isclose(metrics["val/loss"], expected, rel_tol=1e-5)
+
+
+def test_a_nan_evaluation_loss_is_a_clear_error():
+    # torchmetrics' MeanMetric would drop a NaN batch from val/loss with a warning, hiding a diverged network.
+    module = SegmentationModule(ConstantOutput({"out": torch.full((1, 2, 8, 8), float("nan"))}), 2)
+    batch = (torch.zeros(1, 3, 8, 8), torch.zeros(1, 8, 8, dtype=torch.long))
+    with pytest.raises(FloatingPointError, match=r"the val loss of batch 3 is not finite: \{'loss_out': nan"):
+        module.validation_step(batch, 3)
+    with pytest.raises(FloatingPointError, match="the test loss of batch 0 is not finite"):
+        module.test_step(batch, 0)
