@@ -5,8 +5,9 @@ loss its LightningModule trains with (``compute_losses``: FCN's auxiliary head, 
 mask + category + dense terms), and a step is forward, loss, backward and an SGD update on a random batch
 (768 × 768 crop, batch 8 on CUDA). For every model and variant the script prints step time, images/s, peak
 memory, FLOPs per step and the model FLOP utilisation (MFU): FLOPs per step / step time / the bf16 matrix
-product peak measured in the same run (an 8192³ product). On a CPU the script runs at tiny sizes to check that
-it works; its MFU means nothing there (a CPU's bf16 products are slower than its fp32 ones).
+product peak measured in the same run (an 8192³ product). On a CPU the script runs at tiny sizes and without the
+``compile`` and ``tf32`` variants, to check in well under a minute that it works; its MFU means nothing there (a
+CPU's bf16 products are slower than its fp32 ones).
 
 FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` over one fp32 eager step (matrix products,
 convolutions and attention, forward and backward; element-wise work is not counted) per model, and every
@@ -20,6 +21,7 @@ A variant is ``+``-joined switches on fp32:
 - ``naive`` / ``fused_heads``: DANet's position attention mode (default ``fused``); ignored by other models.
 
     python benchmarks/training_step.py                          # CUDA: every model, the default variants
+    python benchmarks/training_step.py --device cpu             # tiny sizes, no compile / tf32: under a minute
     python benchmarks/training_step.py --models danet --variants bf16+cl bf16+cl+naive bf16+cl+fused_heads
     python benchmarks/training_step.py --models danet --variants bf16+cl --profile   # top kernels of bf16+cl
     python benchmarks/training_step.py --json runs/benchmarks/training_step.json     # for plot_benchmarks.py
@@ -71,9 +73,17 @@ AUX_WEIGHT = 0.2
 # the step whose MFU the GPU issue judges, so the one worth profiling.
 PROFILE_VARIANT = "bf16+cl"
 
+# A CPU's default variants leave out `compile`, whose inductor builds of four models take minutes on a CPU
+# (4 of the 4.7 minutes a 2-core CPU run took with it), and `tf32`, a CUDA switch that changes nothing there.
+CPU_VARIANTS = tuple(name for name in DEFAULT_VARIANTS if "compile" not in name.split("+") and name != "tf32")
+
 # Settings left unset on the command line: the issue's sizes on CUDA, sizes that run in seconds on a CPU.
-CUDA_DEFAULTS = dict(backbone="resnet101", crop=768, batch=8, repeats=10, warmup=3, peak_size=8192)
-CPU_DEFAULTS = dict(backbone="test_resnet", crop=64, batch=2, repeats=2, warmup=1, peak_size=512)
+CUDA_DEFAULTS = dict(
+    backbone="resnet101", crop=768, batch=8, repeats=10, warmup=3, peak_size=8192, variants=list(DEFAULT_VARIANTS)
+)
+CPU_DEFAULTS = dict(
+    backbone="test_resnet", crop=64, batch=2, repeats=2, warmup=1, peak_size=512, variants=list(CPU_VARIANTS)
+)
 
 
 @dataclass
@@ -243,6 +253,7 @@ def table(rows: Sequence[Row]) -> str:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(parser, DEFAULT_VARIANTS)
+    parser.set_defaults(variants=None)  # the device's: CUDA_DEFAULTS / CPU_DEFAULTS
     parser.add_argument("--crop", type=int, help="square crop side (768)")
     parser.add_argument("--batch", type=int, help="images per step (8)")
     parser.add_argument("--peak-size", type=int, help="side of the bf16 matrix product of the peak (8192)")

@@ -214,6 +214,20 @@ def test_variant_names_parse_into_precision_and_switches() -> None:
             common.Variant.parse(bad)
 
 
+def test_training_step_defaults_are_tiny_on_a_cpu_and_the_full_sizes_on_cuda() -> None:
+    # Parsing only: naming the cuda device needs no GPU. With `compile` (inductor builds of four models) a CPU run
+    # took minutes; without it and without `tf32` (a CUDA switch), seconds.
+    cpu = training_step.parse_args(["--device", "cpu"])
+    cuda = training_step.parse_args(["--device", "cuda"])
+    settings = ("backbone", "crop", "batch", "repeats", "warmup", "peak_size")
+    assert tuple(getattr(cpu, key) for key in settings) == ("test_resnet", 64, 2, 2, 1, 512)
+    assert cpu.variants == ["fp32", "bf16", "bf16+cl", "bf16+cl+naive", "bf16+cl+fused_heads"]
+    assert tuple(getattr(cuda, key) for key in settings) == ("resnet101", 768, 8, 10, 3, 8192)
+    assert cuda.variants == list(training_step.DEFAULT_VARIANTS) and "bf16+cl+compile" in cuda.variants
+    chosen = training_step.parse_args(["--device", "cpu", "--variants", "bf16+cl+compile", "--crop", "96"])
+    assert (chosen.variants, chosen.crop, chosen.batch) == (["bf16+cl+compile"], 96, 2)
+
+
 def test_training_step_row_derives_rates_and_mfu_from_time_flops_and_peak() -> None:
     # 8 images in 100 ms: 80 img/s; 2e12 FLOPs in 0.1 s: 20 TFLOP/s, half of a 40 TFLOP/s peak.
     row = training_step.Row("danet", "bf16", 8, common.Measurement(100.0, 512.0), flops=2e12, peak_tflops=40.0)
