@@ -7,12 +7,18 @@ import os
 import platform
 import subprocess
 import tempfile
+import textwrap
 from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+from lightning_modules.inference import DEFAULT_SCALES
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 PACKAGES = ("torch", "torchvision", "lightning", "torchmetrics", "timm", "segmentation-models-pytorch")
 
@@ -122,6 +128,14 @@ def headline_metrics(records: list[dict[str, Any]]) -> tuple[tuple[str, str], tu
     return HEADLINES["classification" if classification else "segmentation"]
 
 
+def table_metrics(experiment: Any, records: list[dict[str, Any]]) -> tuple[tuple[str, str], tuple[str, str]]:
+    """:func:`headline_metrics` of the runs; without any run, those of the paper's numbers (top-1 or mIoU)."""
+    if records:
+        return headline_metrics(records)
+    published = {number.metric for variant in experiment.variants() for number in variant.paper}
+    return HEADLINES["classification" if "top1" in published else "segmentation"]
+
+
 def _percent(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f}"
 
@@ -162,18 +176,68 @@ def per_class_table(variant: Any, records: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+TEST_PROTOCOL_NOTE = (
+    "Test protocol: the flags `python -m experiments eval` ran with, and the size from the run's `eval_short_side` "
+    "(full resolution without one); `eval --data NAME` evaluates at full resolution instead, which `eval-test.json` "
+    "does not record."
+)
+
+
 def _paper_value(variant: Any, metric: str) -> float | None:
     return next((n.value for n in variant.paper if n.metric == metric), None)
 
 
-def _eval_record(record: dict[str, Any], runs_dir: Path) -> dict[str, Any] | None:
-    path = runs_dir / record["experiment"] / record["variant"] / record["run_id"] / "eval-test.json"
+def _eval_path(record: Mapping[str, Any], runs_dir: Path) -> Path:
+    return runs_dir / record["experiment"] / record["variant"] / record["run_id"] / "eval-test.json"
+
+
+def _eval_record(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError:
         return None
+
+
+def describe_protocol(protocol: Mapping[str, Any], eval_short_side: int | None) -> str:
+    """A test protocol in words, e.g. ``"flip + 6 scales (0.5–1.75), full resolution"``.
+
+    Args:
+        protocol: the ``"protocol"`` of an ``eval-<split>.json`` (:func:`experiments.evaluate.predict_kwargs`):
+            ``mode`` ``"single"``, ``"sliding"`` (with ``window``) or ``"multiscale"`` (with ``flip``, optional
+            ``scales`` (default :data:`~lightning_modules.inference.DEFAULT_SCALES`), ``window`` and ``combine``).
+        eval_short_side: the shorter image side (px) images were resized to, or ``None`` for full resolution.
+
+    Raises:
+        ValueError: for another ``mode``.
+    """
+    mode = protocol.get("mode")
+    window = protocol.get("window")
+    sliding = f"sliding {window[0]}×{window[1]} window" if window else None
+    if mode == "single":
+        parts = ["single scale"]
+    elif mode == "sliding":
+        parts = [sliding]
+    elif mode == "multiscale":
+        scales = tuple(protocol.get("scales", DEFAULT_SCALES))
+        passes = "single scale" if scales == (1.0,) else f"{len(scales)} scales ({min(scales):g}–{max(scales):g})"
+        parts = [f"flip + {passes}" if protocol.get("flip") else passes, sliding]
+        parts.append(f"{protocol['combine']} combine" if "combine" in protocol else None)
+    else:
+        raise ValueError(f"protocol mode {mode!r} is unknown; expected 'single', 'sliding' or 'multiscale'.")
+    parts.append("full resolution" if eval_short_side is None else f"{eval_short_side} px short side")
+    return ", ".join(part for part in parts if part)
+
+
+def _test_protocol(tested: Mapping[str, Any], record: Mapping[str, Any], path: Path) -> str:
+    protocol = tested.get("protocol")
+    if not isinstance(protocol, Mapping):
+        raise ValueError(f"{path} has no 'protocol' object (found {protocol!r}); run `experiments eval` again.")
+    try:
+        return describe_protocol(protocol, record["recipe"].get("eval_short_side"))
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
 
 
 def _listed(value: Any) -> Any:
@@ -214,17 +278,20 @@ def paper_table(experiment: Any, records: list[dict[str, Any]], runs_dir: str | 
     Paper mIoU and measured scores are percentages. A measured number is comparable with the paper
     only in the ``paper`` profile; the profile column says which one produced it, the settings column
     what the run changed in that profile's recipe. Test columns come from ``python -m experiments
-    eval`` (``eval-test.json`` in the run folder); the boundary F-score is the one at the smallest
-    tolerance (0.00088 of the image diagonal).
+    eval`` (``eval-test.json`` in the run folder), the test protocol column from its flags and the run's
+    ``eval_short_side``; the boundary F-score is the one at the smallest tolerance (0.00088 of the image diagonal).
+
+    Raises:
+        ValueError: naming an ``eval-test.json`` whose protocol is not one ``eval`` writes.
     """
     runs_dir = Path(runs_dir)
-    (first, first_label), (second, second_label) = headline_metrics(records)
+    (first, first_label), (second, second_label) = table_metrics(experiment, records)
     lines = [
         f"### {experiment.paper}: {experiment.table}",
         "",
         f"| variant | paper | measured val {first_label} | val {second_label} | test mIoU | test pixel acc "
-        "| test boundary F | profile | settings | hardware | fit time (s) |",
-        "|---|---|---:|---:|---:|---:|---:|---|---|---|---:|",
+        "| test boundary F | test protocol | profile | settings | hardware | fit time (s) |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|---|---|---:|",
     ]
     by_variant: dict[str, list[dict[str, Any]]] = {}
     for record in records:
@@ -233,55 +300,84 @@ def paper_table(experiment: Any, records: list[dict[str, Any]], runs_dir: str | 
         paper = describe_paper_numbers(variant.paper)
         runs = sorted(by_variant.get(variant.name, []), key=lambda r: PROFILE_ORDER.get(r["profile"], 3))
         if not runs:
-            lines.append(f"| {variant.name} | {paper} | not run | | | | | | | | |")
+            lines.append(f"| {variant.name} | {paper} | not run | | | | | | | | | |")
         for record in runs:
             metrics = record["metrics"]
-            tested = _eval_record(record, runs_dir) or {}
+            path = _eval_path(record, runs_dir)
+            tested = _eval_record(path) or {}
             boundary = next(iter(tested["boundary_F"].values())) if tested else None
+            protocol = _test_protocol(tested, record, path) if tested else "—"
             lines.append(
                 f"| {variant.name} | {paper} | {_percent(metrics.get(f'val/{first}'))} "
                 f"| {_percent(metrics.get(f'val/{second}'))} | {_percent(tested.get('mIoU'))} "
-                f"| {_percent(tested.get('pixel_acc'))} | {_percent(boundary)} | {record['profile']} "
+                f"| {_percent(tested.get('pixel_acc'))} | {_percent(boundary)} | {protocol} | {record['profile']} "
                 f"| {recipe_changes(experiment, record)} | {record['hardware']['device']} "
                 f"| {fit_time(record)} |"
             )
+    if any(_eval_path(record, runs_dir).is_file() for record in records):
+        lines += ["", TEST_PROTOCOL_NOTE]
     per_class = [per_class_table(variant, by_variant.get(variant.name, [])) for variant in experiment.variants()]
     return "\n\n".join(["\n".join(lines), *(table for table in per_class if table)])
 
 
-def plot_paper_table(experiment: Any, records: list[dict[str, Any]], path: str | os.PathLike) -> Path:
-    """A PNG bar chart of the paper's headline metric (mIoU or top-1) beside the measured one, one bar per profile."""
-    import matplotlib
+def paper_chart(experiment: Any, records: list[dict[str, Any]]) -> Figure | None:
+    """A bar chart of the paper's headline metric (mIoU or top-1, %) beside the measured val one, per profile.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    One group of bars per variant: the paper's number, then the val score of each profile's run. The y axis
+    runs from 0 to 100 %; the title (wrapped to the figure's width) and the y label name the metric and the
+    split, and the legend sits to the right of the axes, off the bars. Returns ``None`` when there is nothing
+    to draw: no paper number and no run.
+    """
+    from matplotlib.figure import Figure
 
     variants = experiment.variants()
     profiles = sorted({r["profile"] for r in records}, key=lambda p: PROFILE_ORDER.get(p, 3))
-    (metric, label), _ = headline_metrics(records)
+    (metric, label), _ = table_metrics(experiment, records)
     series = [("paper", [_paper_value(v, metric) for v in variants])]
     for profile in profiles:
         latest = {r["variant"]: r["metrics"].get(f"val/{metric}") for r in records if r["profile"] == profile}
-        series.append(
-            (f"measured ({profile})", [None if latest.get(v.name) is None else 100 * latest[v.name] for v in variants])
-        )
-    series = [(label, values) for label, values in series if any(value is not None for value in values)]
+        values = [None if latest.get(v.name) is None else 100 * latest[v.name] for v in variants]
+        series.append((f"measured val ({profile} profile)", values))
+    series = [(name, values) for name, values in series if any(value is not None for value in values)]
     if not series:
-        series = [("measured", [None] * len(variants))]
+        return None
     width = 0.8 / len(series)
-    figure, axes = plt.subplots(figsize=(max(4, 1.6 * len(variants) + 2), 3.5))
-    for i, (name, values) in enumerate(series):  # not `label`: the y axis below names the metric
+    figure = Figure(figsize=(min(12, max(6, 0.8 * len(variants) + 3)), 4.5), layout="constrained")
+    axes = figure.add_subplot()
+    for i, (name, values) in enumerate(series):
         xs = [j + i * width for j, value in enumerate(values) if value is not None]
-        axes.bar(xs, [value for value in values if value is not None], width, label=name)
-    axes.set_xticks([j + width * (len(series) - 1) / 2 for j in range(len(variants))], [v.name for v in variants])
-    axes.set_ylabel(f"{label} (%)")
-    axes.set_title(f"{experiment.paper}: {experiment.table}", fontsize=9)
-    axes.legend(fontsize=8)
-    figure.tight_layout()
+        bars = axes.bar(xs, [value for value in values if value is not None], width, label=name)
+        axes.bar_label(bars, fmt="%.1f", fontsize=7)
+    centre = width * (len(series) - 1) / 2  # of each variant's group of bars, from its first bar
+    # The axes take about 70 % of the figure's width (the legend the rest); 8-point text is about 0.075 in a character.
+    slot = 0.7 * figure.get_figwidth() / len(variants)
+    slanted = max(len(v.name) for v in variants) * 0.075 > 0.9 * slot
+    axes.set_xticks(
+        [j + centre for j in range(len(variants))],
+        [v.name for v in variants],
+        rotation=30 if slanted else 0,
+        ha="right" if slanted else "center",
+        fontsize=8,
+    )
+    axes.set_xlim(centre - 0.5, centre + len(variants) - 0.5)
+    axes.set_ylim(0, 100)
+    axes.set_ylabel(f"{label} (%), measured on val")
+    # About 13 characters of 9-point text per inch of the axes.
+    heading = textwrap.fill(f"{experiment.paper}: {experiment.table}", width=int(13 * 0.7 * figure.get_figwidth()))
+    axes.set_title(f"{heading}\n{label} (%): the paper's number vs measured on the val split", fontsize=9)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, fontsize=8)
+    return figure
+
+
+def plot_paper_table(experiment: Any, records: list[dict[str, Any]], path: str | os.PathLike) -> Path | None:
+    """Write :func:`paper_chart` to ``path`` as a PNG (atomically) and return ``path``; ``None``, writing
+    nothing, when there is no paper number and no run to draw."""
+    figure = paper_chart(experiment, records)
+    if figure is None:
+        return None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.png")
     figure.savefig(tmp, dpi=120)
-    plt.close(figure)
     os.replace(tmp, path)
     return path
