@@ -114,6 +114,30 @@ def load_records(runs_dir: str | os.PathLike, experiment: str) -> tuple[list[dic
     return records, problems
 
 
+RUNS_DIR_VARIABLE = "EXPERIMENTS_RUNS_DIR"
+
+
+def notebook_runs_dir() -> Path:
+    """The results store the notebooks read: ``$EXPERIMENTS_RUNS_DIR`` when set, else ``runs/`` at the repository root.
+
+    That is where ``python -m experiments run`` writes when started from the root (its ``--runs-dir runs`` is
+    relative to the working directory), whichever folder Jupyter starts a notebook in (its own, ``notebooks/``).
+    The root is the checkout this package is imported from (``pip install -e .`` or ``PYTHONPATH``).
+
+    Raises:
+        FileNotFoundError: when the package is installed outside a checkout and the variable is not set.
+    """
+    if os.environ.get(RUNS_DIR_VARIABLE):
+        return Path(os.environ[RUNS_DIR_VARIABLE]).expanduser()
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "setup.cfg").is_file():  # site-packages holds the package but not the repository's files
+        raise FileNotFoundError(
+            f"experiments is imported from {root}, not from a checkout of the repository, so the notebooks cannot "
+            f"find its runs/: set the environment variable {RUNS_DIR_VARIABLE} to the results store."
+        )
+    return root / "runs"
+
+
 PROFILE_ORDER = {"smoke": 0, "small": 1, "paper": 2}
 # (metric, its label) pairs shown in tables: segmentation runs record mIoU, classification runs top-1.
 HEADLINES = {

@@ -1,4 +1,4 @@
-"""``python -m experiments table``: the test protocol column and the chart."""
+"""``python -m experiments table``: the test protocol column, the chart, and where the notebooks find the runs."""
 
 import json
 import textwrap
@@ -11,7 +11,9 @@ from experiments.__main__ import main
 from experiments.base import get_experiment
 from experiments.evaluate import predict_kwargs
 from experiments.results import (
+    RUNS_DIR_VARIABLE,
     describe_protocol,
+    notebook_runs_dir,
     paper_chart,
     paper_table,
     plot_paper_table,
@@ -173,3 +175,17 @@ def test_classification_chart_takes_top1_from_the_paper_without_runs():
     figure = paper_chart(get_experiment("attention_blocks.imagenet"), [])
     assert_readable(figure, "val", "top-1")
     assert bars(figure)["paper"][:2] == [75.44, 76.71]
+
+
+def test_notebooks_find_the_runs_at_the_repository_root(monkeypatch, tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.delenv(RUNS_DIR_VARIABLE, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert notebook_runs_dir() == root / "runs"
+    monkeypatch.setenv(RUNS_DIR_VARIABLE, str(tmp_path / "store"))
+    assert notebook_runs_dir() == tmp_path / "store"
+    monkeypatch.delenv(RUNS_DIR_VARIABLE)
+    installed = tmp_path / "site-packages" / "experiments" / "results.py"
+    monkeypatch.setattr(results, "__file__", str(installed))
+    with pytest.raises(FileNotFoundError, match=f"imported from {tmp_path / 'site-packages'}, not from a checkout"):
+        notebook_runs_dir()

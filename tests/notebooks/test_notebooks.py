@@ -1,4 +1,7 @@
-"""The notebooks are committed without outputs and run top to bottom (smoke profile, in a temporary folder)."""
+"""The notebooks are committed without outputs, read the command line's results store and run top to bottom.
+
+The tests run them with the smoke profile and ``$EXPERIMENTS_RUNS_DIR`` in a temporary folder.
+"""
 
 import os
 from pathlib import Path
@@ -6,6 +9,8 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
+
+from experiments.results import RUNS_DIR_VARIABLE
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -42,14 +47,34 @@ def test_committed_without_outputs(path):
     assert not dirty, f"{path.name}: cells {dirty} have outputs or an execution count; clear them before committing."
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.name)
-def test_parameter_cell_keeps_the_smoke_profile(path):
+def parameter_cell(path: Path) -> str:
     nb = nbformat.read(path, as_version=4)
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
     assert "parameters" in code[0].metadata.get("tags", []), f"{path.name}: the first code cell is not tagged"
-    assert 'RUNS_DIR = "runs"' in code[0].source
-    if "PROFILE" in code[0].source:
-        assert 'PROFILE = "smoke"' in code[0].source
+    return code[0].source
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.name)
+def test_parameter_cell_keeps_the_smoke_profile(path):
+    source = parameter_cell(path)
+    assert "RUNS_DIR = notebook_runs_dir()" in source
+    if "PROFILE" in source:
+        assert 'PROFILE = "smoke"' in source
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.name)
+def test_notebooks_read_the_runs_the_command_line_writes(path, tmp_path, monkeypatch):
+    # Jupyter starts the kernel in notebooks/; `python -m experiments run` from the root writes to <root>/runs.
+    monkeypatch.delenv(RUNS_DIR_VARIABLE, raising=False)
+    for folder in (ROOT / "notebooks", tmp_path):
+        monkeypatch.chdir(folder)
+        namespace = {}
+        exec(parameter_cell(path), namespace)
+        assert Path(namespace["RUNS_DIR"]) == ROOT / "runs", f"with {folder} as the working directory"
+    monkeypatch.setenv(RUNS_DIR_VARIABLE, str(tmp_path / "elsewhere"))
+    namespace = {}
+    exec(parameter_cell(path), namespace)
+    assert Path(namespace["RUNS_DIR"]) == tmp_path / "elsewhere"
 
 
 @pytest.mark.timeout(600)
@@ -60,6 +85,7 @@ def test_runs_top_to_bottom(path, tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
     monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv(RUNS_DIR_VARIABLE, str(tmp_path / "runs"))
     monkeypatch.chdir(tmp_path)
     source = path.read_bytes()
     before = artefacts()
@@ -67,6 +93,6 @@ def test_runs_top_to_bottom(path, tmp_path, monkeypatch):
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
 
     assert all(cell.get("execution_count") for cell in nb.cells if cell.cell_type == "code")
-    assert list(tmp_path.glob("runs/*/*/*/metrics.json")), "the notebook did not write its run under the working dir"
+    assert list(tmp_path.glob("runs/*/*/*/metrics.json")), f"the notebook did not write its run to ${RUNS_DIR_VARIABLE}"
     assert path.read_bytes() == source, "executing the notebook changed the committed file"
     assert artefacts() == before, f"executing {path.name} wrote into the repository: {artefacts() - before}"
