@@ -161,3 +161,11 @@ def test_combine_needs_multi_scale_or_flip():
         "scales": (1.0,),
         "combine": "exp_sum",
     }
+
+
+def test_a_bad_override_is_an_error_naming_key_value_and_expectation(capsys):
+    assert main(["run", "baselines.camvid", "--set", "max_epochs=abc"]) == 2
+    assert capsys.readouterr().err == "error: --set max_epochs='abc': expected an integer like 60.\n"
+    assert main(["run", "baselines.camvid", "--set", "crop_size=(1,2,3)"]) == 2
+    expected = "--set crop_size=(1, 2, 3): expected a positive side or a pair (h, w) of them, like 768 or (360, 480)."
+    assert capsys.readouterr().err == f"error: {expected}\n"

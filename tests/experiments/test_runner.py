@@ -48,6 +48,32 @@ def test_interrupted_run_resumes_and_ends_like_an_uninterrupted_one(tmp_path):
     assert resumed["per_class"] == reference["per_class"]
 
 
+class DeterministicAtStart(Callback):
+    def __init__(self) -> None:
+        self.seen: list[bool] = []
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.seen.append(torch.are_deterministic_algorithms_enabled())
+
+
+def test_set_deterministic_reaches_the_trainer(tmp_path):
+    experiment = get_experiment("quickstart")
+    record = DeterministicAtStart()
+    try:
+        run_variant(
+            experiment,
+            experiment.variant("fcn"),
+            "smoke",
+            tmp_path,
+            {"deterministic": True},
+            wandb="disabled",
+            callbacks=[record],
+        )
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert record.seen == [True]
+
+
 def test_finished_variant_is_skipped(tmp_path):
     status, first = quickstart_run(tmp_path)
     assert status == "finished"
