@@ -39,6 +39,7 @@ from timm.layers import convert_sync_batchnorm
 from datamodules.base import SegmentationDataModule
 from experiments.base import Experiment, Variant
 from experiments.evaluate import load_checkpoint
+from experiments.progress import cpu_run_callbacks
 from experiments.results import CorruptRecordError, environment, git_state, read_record, write_json_atomic
 from experiments.tracking import WandbMode, make_wandb_logger, wandb_callbacks
 
@@ -269,6 +270,7 @@ def run_variant(
             ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False),
             RunState(run),
             validated,
+            *cpu_run_callbacks(experiment, variant, recipe),
             *media,
             *callbacks,
         ],
