@@ -2,13 +2,26 @@
 
 A subclass says where each split's image / label files are (:meth:`list_samples`, which checks
 the layout and names what is missing) and how a raw label file becomes train ids
-(:meth:`read_label`). This class does the rest: checks every image against its label (readable,
-same size, values in range), the transforms and the loaders.
+(:meth:`read_label`). This class does the rest: the checks, the transforms and the loaders.
+
+The checks come in three steps, each naming the file at fault:
+
+- :meth:`~SegmentationDataModule.check_layout`: the dataset folder, the split lists / folders and every
+  listed file exist (no file is opened; the runner calls it before it builds the network);
+- ``setup``: every image and label has a readable header and an image and its label have the same size
+  (:meth:`~SegmentationDataModule.check_files`; headers only, no pixel decoded, remembered per file in a
+  per-user cache so that the next ``setup`` opens no file);
+- loading a sample: the pixels decode, and the label values are class ids (a file cut short after a valid
+  header, or a label value out of range, is found here, when the sample is first loaded).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import tempfile
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,16 +29,28 @@ from typing import ClassVar
 
 import lightning as L
 import numpy as np
+import platformdirs
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision import tv_tensors
+from tqdm import tqdm
 
 from datamodules.transforms import eval_transforms, train_transforms
 
 IGNORE_INDEX = 255
 Sample = tuple[Path, Path]
+Size = tuple[int, int]  # (width, height), as Pillow gives it
+CACHE_ENV = "ATTENTION_PAPERS_CACHE"
+# The datasets each Lightning stage uses (None: all of them).
+STAGE_DATASETS = {
+    None: ("train", "val", "test"),
+    "fit": ("train", "val"),
+    "validate": ("val",),
+    "test": ("test",),
+    "predict": ("test",),
+}
 
 
 def default_num_workers() -> int:
@@ -112,6 +137,115 @@ LABEL_IMAGE_MODES = ("L", "P", "I;16", "I;16B", "I;16L", "I")
 MAX_REPORTED_VALUES = 10
 
 
+def label_mode_error(path: Path, mode: str) -> ValueError:
+    """The error for a label image whose mode is not a single-channel label map (an RGB colour-coded label, say)."""
+    return ValueError(
+        f"label file {path} has image mode {mode!r}; expected a single-channel label map "
+        "(8-bit 'L' or palette 'P', or 16-bit greyscale) whose pixel values are class ids."
+    )
+
+
+def size_mismatch_error(image: Path, image_size: Size, label: Path, label_size: Size) -> ValueError:
+    """The error for an image and its label of different ``(width, height)``."""
+    return ValueError(
+        f"image {image} is {image_size[0]}x{image_size[1]} (WxH) but its label {label} is "
+        f"{label_size[0]}x{label_size[1]}: an image and its label must have the same size."
+    )
+
+
+def image_header_size(path: Path) -> Size:
+    """``(width, height)`` of an image file from its header: Pillow decodes no pixel until asked.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: Pillow cannot identify the file as an image (garbage bytes, a header cut short), naming it.
+    """
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"image file {path} does not exist.") from err
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise ValueError(f"cannot decode image file {path}: {err}. The file is corrupt or not an image.") from err
+
+
+def cache_dir() -> Path:
+    """The per-user cache folder: ``$ATTENTION_PAPERS_CACHE``, else platformdirs' (``~/.cache/attention-papers``)."""
+    return Path(os.environ.get(CACHE_ENV) or platformdirs.user_cache_dir("attention-papers"))
+
+
+class FileSizeCache:
+    """The ``(width, height)`` of a dataset's files, read from their headers once and kept in the user's cache folder.
+
+    One JSON file per dataset folder (named by a hash of its resolved path; the folder itself may not be
+    writable), one entry per file: its byte size, modification time (ns) and image size. A file whose byte
+    size or modification time changed is read again. A missing, corrupt or foreign cache file is ignored
+    (every file is read again); a cache that cannot be written is reported in a warning, never an error.
+    """
+
+    VERSION = 1
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.resolved = str(self.root.resolve())
+        digest = hashlib.sha256(self.resolved.encode()).hexdigest()[:16]
+        self.path = cache_dir() / "file-sizes" / f"{digest}.json"
+        self.entries = self._read()
+        self.changed = False
+
+    def _read(self) -> dict[str, list[int]]:
+        try:
+            content = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        valid = isinstance(content, dict) and content.get("version") == self.VERSION
+        if not valid or content.get("root") != self.resolved or not isinstance(content.get("files"), dict):
+            return {}
+        return content["files"]
+
+    def _key(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.root))
+        except ValueError:
+            return str(path.resolve())
+
+    def size(self, path: Path, read: Callable[[Path], Size]) -> Size:
+        """``(width, height)`` of ``path``: the remembered one if the file is unchanged, else ``read(path)``'s."""
+        stat = path.stat()
+        stamp = [stat.st_size, stat.st_mtime_ns]
+        key = self._key(path)
+        entry = self.entries.get(key)
+        if isinstance(entry, list) and len(entry) == 4 and entry[:2] == stamp:
+            return entry[2], entry[3]
+        width, height = read(path)
+        self.entries[key] = [*stamp, width, height]
+        self.changed = True
+        return width, height
+
+    def save(self) -> None:
+        """Write the entries atomically (temporary file, then rename) if any was added."""
+        if not self.changed:
+            return
+        content = {"version": self.VERSION, "root": self.resolved, "files": self.entries}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w") as file:
+                    json.dump(content, file)
+                os.replace(tmp, self.path)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+        except OSError as err:
+            warnings.warn(
+                f"cannot write the file check cache {self.path} ({err}); the next setup reads every header again. "
+                f"Set {CACHE_ENV} to a writable folder to keep it.",
+                stacklevel=3,
+            )
+            return
+        self.changed = False
+
+
 def read_label_png(path: Path) -> np.ndarray:
     """The raw values of a single-channel label image, ``(H, W)``, exactly as stored.
 
@@ -123,10 +257,7 @@ def read_label_png(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
             if image.mode not in LABEL_IMAGE_MODES:
-                raise ValueError(
-                    f"label file {path} has image mode {image.mode!r}; expected a single-channel label map "
-                    "(8-bit 'L' or palette 'P', or 16-bit greyscale) whose pixel values are class ids."
-                )
+                raise label_mode_error(path, image.mode)
             label = np.array(image)
     except FileNotFoundError as err:
         raise FileNotFoundError(f"label file {path} does not exist.") from err
@@ -205,10 +336,9 @@ class SegmentationFiles(Dataset):
         image = read_image(image_path)
         label = self.read_label(label_path)
         if image.shape[:2] != label.shape[:2]:
-            raise ValueError(
-                f"image {image_path} is {image.shape[1]}x{image.shape[0]} (WxH) but its label {label_path} is "
-                f"{label.shape[1]}x{label.shape[0]}: an image and its label must have the same size."
-            )
+            # setup compared the headers; the decoded pixels may still disagree if a file changed since.
+            image_size, label_size = image.shape[1::-1], label.shape[1::-1]
+            raise size_mismatch_error(image_path, image_size, label_path, label_size)
         check_label_values(label, self.num_classes, label_path)
         return image, label
 
@@ -301,27 +431,84 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
             samples.append((image, label))
         return samples
 
-    def dataset(self, split: str, train: bool = False) -> SegmentationFiles:
-        transform = (
-            train_transforms(self.crop_size, self.base_size, self.scale_range, self.ignore_index)
-            if train
-            else eval_transforms(self.eval_short_side)
-        )
-        samples = self.list_samples(split)
-        if not samples:
-            raise self.missing(f"any sample of split {split!r}", self.root)
-        return SegmentationFiles(samples, self.read_label, self.num_classes, transform)
+    def label_size(self, path: Path) -> Size:
+        """``(width, height)`` of label file ``path`` for :meth:`check_files`.
 
-    def setup(self, stage: str | None = None) -> None:
+        A label image is checked from its header, mode included (:data:`LABEL_IMAGE_MODES`, as
+        :func:`read_label_png` reads it); a label that is no image (the ``.mat`` files of SBD and COCO-Stuff)
+        is read whole with :meth:`read_label`, which names the file if it cannot.
+        """
+        try:
+            with Image.open(path) as image:
+                if image.mode not in LABEL_IMAGE_MODES:
+                    raise label_mode_error(path, image.mode)
+                return image.size
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"label file {path} does not exist.") from err
+        except UnidentifiedImageError:
+            height, width = self.read_label(path).shape[:2]
+            return width, height
+        except (OSError, SyntaxError) as err:
+            raise ValueError(f"cannot decode label file {path}: {err}. The file is corrupt or not an image.") from err
+
+    def stage_splits(self, stage: str | None) -> dict[str, str]:
+        """The datasets (``train`` / ``val`` / ``test``) that ``stage`` uses, with their split names; all for None."""
+        names = dict(zip(("train", "val", "test"), self.splits, strict=True))
+        return {key: names[key] for key in STAGE_DATASETS.get(stage, ())}
+
+    def check_layout(self, stage: str | None = None) -> dict[str, list[Sample]]:
+        """The samples of each dataset ``stage`` uses, after checking that the dataset folder, the split lists /
+        folders and every listed file exist. Opens no image: cheap enough to run before a network is built.
+
+        Raises:
+            FileNotFoundError: naming what is missing, where it was looked for and how to prepare the dataset.
+        """
         if not self.root.is_dir():
             raise self.missing("the dataset folder", self.root)
-        train, val, test = self.splits
-        if stage in (None, "fit"):
-            self.datasets["train"] = self.dataset(train, train=True)
-        if stage in (None, "fit", "validate"):
-            self.datasets["val"] = self.dataset(val)
-        if stage in (None, "test", "predict"):
-            self.datasets["test"] = self.dataset(test)
+        samples = {}
+        for key, split in self.stage_splits(stage).items():
+            samples[key] = self.list_samples(split)
+            if not samples[key]:
+                raise self.missing(f"any sample of split {split!r}", self.root)
+        return samples
+
+    def check_files(self, split: str, samples: Sequence[Sample], cache: FileSizeCache) -> None:
+        """Check that every image and label of ``split`` has a readable header and that both have one size.
+
+        Reads headers only (no pixel is decoded) and remembers the sizes in ``cache``; shows a progress bar
+        when the check takes more than a few seconds.
+
+        Raises:
+            ValueError: naming the first file that is not a readable image / label, or the first pair of
+                different sizes.
+        """
+        bar = tqdm(samples, desc=f"{self.name}: checking the {split} files", unit="pair", delay=2, leave=False)
+        for image, label in bar:
+            image_size = cache.size(image, image_header_size)
+            label_size = cache.size(label, self.label_size)
+            if image_size != label_size:
+                raise size_mismatch_error(image, image_size, label, label_size)
+
+    def transform(self, train: bool) -> Callable:
+        if train:
+            return train_transforms(self.crop_size, self.base_size, self.scale_range, self.ignore_index)
+        return eval_transforms(self.eval_short_side)
+
+    def setup(self, stage: str | None = None) -> None:
+        """The datasets of ``stage``, after :meth:`check_layout` and :meth:`check_files` (see the module docstring)."""
+        splits = self.stage_splits(stage)
+        samples = self.check_layout(stage)
+        cache = FileSizeCache(self.root)
+        try:
+            for key, pairs in samples.items():
+                self.check_files(splits[key], pairs, cache)
+        finally:
+            # What was read before a bad file stays remembered: the next setup resumes there.
+            cache.save()
+        for key, pairs in samples.items():
+            self.datasets[key] = SegmentationFiles(
+                pairs, self.read_label, self.num_classes, self.transform(key == "train")
+            )
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         if split not in self.datasets:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy.io import loadmat
+from scipy.io.matlab import MatReadError
 
 from datamodules.base import Sample, SegmentationDataModule, read_label_png
 
@@ -53,7 +54,7 @@ def load_mat(path: Path) -> dict:
         return loadmat(path, simplify_cells=True)
     except FileNotFoundError as err:
         raise FileNotFoundError(f"label file {path} does not exist.") from err
-    except (ValueError, TypeError, OSError) as err:
+    except (ValueError, TypeError, OSError, MatReadError) as err:
         raise ValueError(
             f"cannot read MATLAB label file {path}: {err}. The file is corrupt or not a .mat file."
         ) from err

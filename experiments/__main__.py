@@ -56,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--ckpt", required=True, help="a checkpoint written by `run` (runs/.../checkpoints/last.ckpt)"
     )
-    evaluate.add_argument("--data", help="dataset name (default: the run's own DataModule)")
-    evaluate.add_argument("--root", help="dataset folder (default: the run's recipe)")
+    evaluate.add_argument("--data", help="dataset name (default: the run's own DataModule and its settings)")
+    evaluate.add_argument("--root", help="dataset folder (default: the run's recipe; needed with another --data)")
     evaluate.add_argument("--split", default="test", choices=("val", "test"))
     evaluate.add_argument("--multi-scale", action="store_true", help="scales 0.5..1.75")
     evaluate.add_argument("--flip", action="store_true", help="average with the horizontally flipped image")
@@ -79,6 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="Gated-SCNN's distance-based evaluation, e.g. 0 100 200 300 400",
     )
     evaluate.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    evaluate.add_argument(
+        "--set",
+        dest="overrides",
+        action="extend",
+        nargs="+",
+        default=[],
+        type=parse_assignment,
+        metavar="KEY=VALUE",
+        help="change the run's data settings, e.g. --set eval_short_side=None (default: the run's recipe)",
+    )
     return parser
 
 
@@ -184,6 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.crop_factors,
                 args.device,
                 args.combine,
+                overrides=dict(args.overrides),
+                announce=lambda line: print(line, flush=True),
             )
             print(format_evaluation(record))
     except (ValueError, FileNotFoundError) as err:

@@ -12,13 +12,17 @@ paper's published numbers), and holds one recipe per profile:
 from __future__ import annotations
 
 import difflib
+import typing
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import lightning as L
 import torch
+from lightning.fabric.connector import _PRECISION_INPUT
+
+from lightning_modules.blocks.dual_attention import POSITION_MODES
 
 PROFILES = ("smoke", "small", "paper")
 
@@ -75,6 +79,8 @@ class Experiment(ABC):
     table: ClassVar[str]
     description: ClassVar[str] = ""
     recipes: ClassVar[Mapping[str, Mapping[str, Any]]]
+    # Profiles sized for a CPU; the runner warns when any other trains on one (experiments.progress).
+    cpu_profiles: ClassVar[tuple[str, ...]] = ("smoke",)
 
     @abstractmethod
     def variants(self) -> list[Variant]:
@@ -107,7 +113,12 @@ class Experiment(ABC):
     def recipe(
         self, profile: str, overrides: Mapping[str, Any] | None = None, variant: Variant | None = None
     ) -> dict[str, Any]:
-        """The settings of ``profile``, then ``variant``'s own, then ``overrides`` (an unknown key is an error)."""
+        """The settings of ``profile``, then ``variant``'s own, then ``overrides``.
+
+        Raises:
+            ValueError: for an unknown profile, an unknown key, or an override that the key does not accept
+                (:func:`check_recipe_value`), naming the key, the value and what was expected.
+        """
         if profile not in PROFILES:
             raise ValueError(f"Unknown profile {profile!r}: expected one of {', '.join(PROFILES)}.")
         if profile not in self.recipes:
@@ -121,6 +132,7 @@ class Experiment(ABC):
                     f"--set {key}=...: the {profile!r} recipe of {self.name!r} has no key {key!r}"
                     f"{did_you_mean(key, recipe)}. Its keys: {', '.join(sorted(recipe))}."
                 )
+            check_recipe_value(key, value, recipe[key])
             recipe[key] = value
         return {**recipe, "profile": profile}
 
@@ -142,6 +154,137 @@ def trains_on_cuda(accelerator: str = "auto") -> bool:
 def auto_precision(accelerator: str = "auto") -> str:
     """``"bf16-mixed"`` when training will run on a CUDA GPU that supports bf16, else ``"32-true"``."""
     return "bf16-mixed" if trains_on_cuda(accelerator) and torch.cuda.is_bf16_supported() else "32-true"
+
+
+@dataclass(frozen=True)
+class Accepts:
+    """What a recipe key accepts: ``check(value)``, and ``expected``, the words of its error ("a float like 0.01")."""
+
+    check: Callable[[Any], bool]
+    expected: str
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return _is_int(value) or isinstance(value, float)
+
+
+def _positive_int(value: Any) -> bool:
+    return _is_int(value) and value > 0
+
+
+def _positive_number(value: Any) -> bool:
+    return _is_number(value) and value > 0
+
+
+def _sequence_of(check: Callable[[Any], bool], length: int | None = None) -> Callable[[Any], bool]:
+    """A non-empty tuple / list (JSON gives lists) of ``length`` items (None: any length), each passing ``check``."""
+
+    def accepts(value: Any) -> bool:
+        return (
+            isinstance(value, (tuple, list))
+            and len(value) > 0
+            and (length is None or len(value) == length)
+            and all(check(item) for item in value)
+        )
+
+    return accepts
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: value is None or check(value)
+
+
+def _switch(*words: str) -> Callable[[Any], bool]:
+    """True, False or one of ``words``."""
+    return lambda value: isinstance(value, bool) or (isinstance(value, str) and value in words)
+
+
+def _size(value: Any) -> bool:
+    """A positive side, or a pair (h, w) of them."""
+    return _positive_int(value) or _sequence_of(_positive_int, 2)(value)
+
+
+def _scale_range(value: Any) -> bool:
+    return _sequence_of(_positive_number, 2)(value) and value[0] <= value[1]
+
+
+# Every precision the Lightning Trainer accepts ("32-true", "bf16-mixed", 16, ...), and the recipes' "auto".
+PRECISIONS = ("auto", *(choice for literal in typing.get_args(_PRECISION_INPUT) for choice in typing.get_args(literal)))
+
+# Recipe keys whose default value does not say what they accept: a side that may be a pair, a switch that may
+# be "auto", a None that stands for a number, tuples of any length. Other keys accept what their default is
+# (:func:`accepts_like`).
+RECIPE_VALUES: dict[str, Accepts] = {
+    "precision": Accepts(
+        lambda value: isinstance(value, (str, int)) and not isinstance(value, bool) and value in PRECISIONS,
+        "'auto' or a Lightning precision: " + ", ".join(repr(choice) for choice in PRECISIONS[1:]),
+    ),
+    "channels_last": Accepts(_switch("auto"), "True, False or 'auto'"),
+    "deterministic": Accepts(_switch("warn"), "True, False or 'warn'"),
+    "pretrained": Accepts(_switch("pypi"), "True, False or 'pypi'"),
+    "crop_size": Accepts(_size, "a positive side or a pair (h, w) of them, like 768 or (360, 480)"),
+    "eval_window": Accepts(_optional(_size), "None (no window) or a positive side or (h, w), like 768"),
+    "eval_stride": Accepts(_optional(_size), "None (2/3 of the window) or a positive side or (h, w), like 512"),
+    "ms_window": Accepts(_optional(_size), "None (no window) or a positive side or (h, w), like 1024"),
+    "ms_stride": Accepts(_optional(_size), "None (2/3 of the window) or a positive side or (h, w), like 512"),
+    "eval_short_side": Accepts(_optional(_positive_int), "None (full resolution) or a positive shorter side, like 240"),
+    "num_workers": Accepts(
+        _optional(lambda value: _is_int(value) and value >= 0),
+        "None (the CPUs available, at most 8) or an integer >= 0, like 4",
+    ),
+    "backbone": Accepts(_optional(lambda value: isinstance(value, str)), "a timm model name like 'resnet50' or None"),
+    "root": Accepts(_optional(lambda value: isinstance(value, str)), "a dataset folder like '../shared/data/camvid'"),
+    "coco_checkpoint": Accepts(_optional(lambda value: isinstance(value, str)), "None or a checkpoint file's path"),
+    "ms_scales": Accepts(
+        _sequence_of(_positive_number), "a tuple of positive scales, any length, like (0.5, 1.0, 1.5)"
+    ),
+    "multi_grid": Accepts(_sequence_of(_positive_int), "a tuple of positive dilations, any length, like (4, 8, 16)"),
+    "scale_range": Accepts(_scale_range, "a pair (low, high) of positive scales with low <= high, like (0.5, 2.0)"),
+    "layers": Accepts(_optional(_sequence_of(_positive_int, 4)), "None or 4 blocks per stage, like (1, 1, 1, 1)"),
+    "planes": Accepts(_optional(_sequence_of(_positive_int, 4)), "None or 4 stage widths, like (8, 16, 32, 64)"),
+    "pam_mode": Accepts(lambda value: value in POSITION_MODES, " or ".join(repr(mode) for mode in POSITION_MODES)),
+}
+
+
+def accepts_like(default: Any) -> Accepts | None:
+    """What a value replacing ``default`` must be: the same kind (an int where a float is expected is fine; a
+    bool is never a number), a tuple / list of the same length whose items each match; None when anything goes."""
+    if default is None:
+        return None
+    if isinstance(default, bool):
+        return Accepts(lambda value: isinstance(value, bool), "True or False")
+    if _is_int(default):
+        return Accepts(_is_int, f"an integer like {default!r}")
+    if isinstance(default, float):
+        return Accepts(_is_number, f"a float like {default!r}")
+    if isinstance(default, str):
+        return Accepts(lambda value: isinstance(value, str), f"a string like {default!r}")
+    if isinstance(default, (tuple, list)):
+        items = [accepts_like(item) for item in default]
+        return Accepts(
+            lambda value: (
+                isinstance(value, (tuple, list))
+                and len(value) == len(items)
+                and all(rule is None or rule.check(item) for rule, item in zip(items, value, strict=True))
+            ),
+            f"a tuple of {len(items)} like {tuple(default)!r}",
+        )
+    return Accepts(lambda value: isinstance(value, type(default)), f"a {type(default).__name__} like {default!r}")
+
+
+def check_recipe_value(key: str, value: Any, default: Any) -> None:
+    """Raise ``ValueError`` unless ``value`` may replace the recipe's ``default`` for ``key`` (:data:`RECIPE_VALUES`).
+
+    The message names the key, the value given and what was expected, e.g.
+    ``--set lr='abc': expected a float like 0.01.``
+    """
+    accepts = RECIPE_VALUES.get(key) or accepts_like(default)
+    if accepts is not None and not accepts.check(value):
+        raise ValueError(f"--set {key}={value!r}: expected {accepts.expected}.")
 
 
 REGISTRY: dict[str, type[Experiment]] = {}

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 
-from experiments.base import get_experiment
+from experiments.base import check_recipe_value, get_experiment
 from experiments.builders import datamodule_class
 from experiments.results import write_json_atomic
 from lightning_modules.evaluation import evaluate_segmentation
@@ -54,25 +54,92 @@ def predict_kwargs(
     return {"mode": "single"}
 
 
+# The recipe keys of the DataModule that an evaluation reads, which `eval --set` may change: the rest
+# (backbone, heads, ...) describe the trained network and must stay as the run had them.
+EVAL_DATA_KEYS = ("eval_short_side", "crop_size", "base_size", "num_workers")
+
+
+def eval_recipe(recipe: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The run's ``recipe`` with ``overrides`` of its DataModule settings (:data:`EVAL_DATA_KEYS`).
+
+    Raises:
+        ValueError: for a key that is not a DataModule setting of the run's recipe, or a value that the key
+            does not accept (:func:`~experiments.base.check_recipe_value`).
+    """
+    recipe = dict(recipe)
+    for key, value in (overrides or {}).items():
+        if key not in EVAL_DATA_KEYS or key not in recipe:
+            known = [name for name in EVAL_DATA_KEYS if name in recipe]
+            raise ValueError(
+                f"--set {key}=...: eval changes only the data settings of the run's recipe "
+                f"({', '.join(known) or 'none for this run'}); the network is the run's."
+            )
+        check_recipe_value(key, value, recipe[key])
+        recipe[key] = value
+    return recipe
+
+
+def other_datamodule(data: str, root: str | None, recipe: Mapping[str, Any]) -> L.LightningDataModule:
+    """The DataModule of dataset ``data`` (a ``--data`` name) in ``root``, with the run's DataModule settings.
+
+    Without ``root``, the run's own folder, which holds ``data`` only if the run trained on it.
+    """
+    if root is None:
+        if data != recipe.get("data"):
+            own = f"its root {recipe['root']} holds {recipe.get('data')}" if recipe.get("root") else "no root"
+            raise ValueError(f"--data {data} needs --root: the run did not train on {data} ({own}).")
+        root = recipe["root"]
+    kwargs = {key: recipe[key] for key in EVAL_DATA_KEYS if key in recipe}
+    if isinstance(kwargs.get("crop_size"), list):
+        # A recipe read back from a checkpoint holds lists where it had tuples.
+        kwargs["crop_size"] = tuple(kwargs["crop_size"])
+    return datamodule_class(data)(root, **kwargs)
+
+
 def load_trained(
-    ckpt: str | Path, data: str | None = None, root: str | None = None
+    ckpt: str | Path,
+    data: str | None = None,
+    root: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> tuple[L.LightningModule, L.LightningDataModule, Mapping[str, Any]]:
     """The LightningModule of a run's checkpoint with its trained weights, a DataModule, and the run's description.
 
-    The DataModule is the run's own (its recipe), or ``data`` (a ``--data`` name) read from ``root``.
+    The DataModule is the run's own (its recipe), or ``data`` (a ``--data`` name; the run's dataset when only
+    ``root`` is given) read from ``root``, with the run's DataModule settings (evaluation size, crop, base size,
+    workers) either way, changed by ``overrides`` (:func:`eval_recipe`). The description's recipe is the one
+    evaluated.
     """
     checkpoint = load_checkpoint(ckpt)
     run: Mapping[str, Any] = checkpoint["run"]
     experiment = get_experiment(run["experiment"])
-    recipe = dict(run["recipe"])
-    if data is None:
-        datamodule = experiment.build_datamodule(recipe)
-    else:
-        kwargs = {"num_workers": recipe.get("num_workers")}
-        datamodule = datamodule_class(data)(root or recipe.get("root"), **kwargs)
+    recipe = eval_recipe(run["recipe"], overrides)
+    if data is None and root is not None:
+        data = recipe.get("data")  # the run's dataset, in another folder
+    datamodule = experiment.build_datamodule(recipe) if data is None else other_datamodule(data, root, recipe)
     module = experiment.build_module(experiment.variant(run["variant"]), recipe, datamodule)
     module.load_state_dict(checkpoint["state_dict"])
-    return module, datamodule, run
+    return module, datamodule, {**run, "recipe": recipe}
+
+
+def data_protocol(datamodule: L.LightningDataModule, data: str | None, recipe: Mapping[str, Any]) -> dict[str, Any]:
+    """What an evaluation reads: the dataset's name, its folder, and the evaluation size (``eval_short_side``:
+    the shorter side in pixels, None for the full image)."""
+    root = getattr(datamodule, "root", None)
+    return {
+        "data": data or recipe.get("data") or type(datamodule).__name__,
+        "root": None if root is None else str(root),
+        "eval_short_side": getattr(datamodule, "eval_short_side", None),
+    }
+
+
+def describe_protocol(run: Mapping[str, Any], split: str, data: Mapping[str, Any], inference: Mapping[str, Any]) -> str:
+    """One line saying what is scored, on what, at what size, how, e.g. for ``eval`` to print before it starts."""
+    size = "full image" if data["eval_short_side"] is None else f"shorter side {data['eval_short_side']} px"
+    where = f" in {data['root']}" if data["root"] is not None else ""
+    return (
+        f"evaluating {run['experiment']} / {run['variant']} ({run['recipe'].get('profile')} profile) on "
+        f"{data['data']}{where}, split {split}, evaluation size {size}, inference {dict(inference)}"
+    )
 
 
 def evaluate_checkpoint(
@@ -87,24 +154,34 @@ def evaluate_checkpoint(
     crop_factors: Sequence[int] = (),
     device: str | None = None,
     combine: str = "softmax",
+    overrides: Mapping[str, Any] | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Rebuild the run's network, load its weights and score it on ``split``; writes ``eval-<split>.json``."""
+    """Rebuild the run's network, load its weights and score it on ``split``; writes ``eval-<split>.json``.
+
+    ``overrides`` change the run's DataModule settings (:func:`eval_recipe`); ``announce`` receives the
+    protocol (:func:`describe_protocol`) before the evaluation starts.
+    """
     if split not in ("val", "test"):
         raise ValueError(f"split must be 'val' or 'test', got {split!r}.")
-    module, datamodule, run = load_trained(ckpt, data, root)
+    module, datamodule, run = load_trained(ckpt, data, root, overrides)
     recipe = run["recipe"]
     datamodule.setup("validate" if split == "val" else "test")
     loader = datamodule.val_dataloader() if split == "val" else datamodule.test_dataloader()
     if sliding and window is None and "crop_size" in recipe:
         crop = recipe["crop_size"]
         window = (crop, crop) if isinstance(crop, int) else tuple(crop)
+    inference = predict_kwargs(multi_scale, flip, sliding, window, combine)
+    data_fields = data_protocol(datamodule, data, recipe)
+    if announce is not None:
+        announce(describe_protocol(run, split, data_fields, inference))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     result = evaluate_segmentation(
         module.network,
         loader,
         datamodule.num_classes,
         class_names=datamodule.class_names,
-        predict_kwargs=predict_kwargs(multi_scale, flip, sliding, window, combine),
+        predict_kwargs=inference,
         crop_factors=crop_factors,
         device=device,
     )
@@ -114,7 +191,8 @@ def evaluate_checkpoint(
         "variant": run["variant"],
         "profile": recipe.get("profile"),
         "split": split,
-        "protocol": predict_kwargs(multi_scale, flip, sliding, window, combine),
+        **data_fields,
+        "protocol": inference,
         "device": torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu",
         **result,
     }

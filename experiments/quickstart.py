@@ -17,6 +17,8 @@ class Quickstart(Experiment):
     paper = "none (embedded default data)"
     table = "FCN on synthetic scenes"
     description = "Dilated FCN (output stride 8, auxiliary head) on procedural scenes; CPU, no download."
+    # Both profiles are sized for a CPU.
+    cpu_profiles = ("smoke", "small")
     recipes: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": dict(
             backbone="test_resnet",
@@ -29,6 +31,7 @@ class Quickstart(Experiment):
             lr=0.01,
             aux_weight=0.2,
             num_workers=0,
+            deterministic=False,
         ),
         "small": dict(
             backbone="test_resnet",
@@ -41,6 +44,7 @@ class Quickstart(Experiment):
             lr=0.03,
             aux_weight=0.2,
             num_workers=0,
+            deterministic=False,
         ),
     }
 

@@ -36,8 +36,10 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 from timm.layers import convert_sync_batchnorm
 
+from datamodules.base import SegmentationDataModule
 from experiments.base import Experiment, Variant
 from experiments.evaluate import load_checkpoint
+from experiments.progress import cpu_run_callbacks
 from experiments.results import CorruptRecordError, environment, git_state, read_record, write_json_atomic
 from experiments.tracking import WandbMode, make_wandb_logger, wandb_callbacks
 
@@ -142,11 +144,17 @@ def _finished_record(results: Path) -> dict[str, Any] | None:
 
 
 def _build(
-    experiment: Experiment, variant: Variant, recipe: Mapping[str, Any], seed: int
+    experiment: Experiment, variant: Variant, recipe: Mapping[str, Any], seed: int, stage: str = "fit"
 ) -> tuple[L.LightningDataModule, L.LightningModule]:
-    """The run's DataModule and LightningModule, built after seeding, the network compiled when the recipe asks."""
+    """The run's DataModule and LightningModule, built after seeding, the network compiled when the recipe asks.
+
+    The files that ``stage`` reads are checked first (:meth:`SegmentationDataModule.check_layout`): a missing
+    dataset is a ``FileNotFoundError`` naming it before the network is built and its weights are downloaded.
+    """
     L.seed_everything(seed, workers=True)
     datamodule = experiment.build_datamodule(recipe)
+    if isinstance(datamodule, SegmentationDataModule):
+        datamodule.check_layout(stage)
     module = experiment.build_module(variant, recipe, datamodule)
     if recipe.get("compile", False):
         compile_network(module)
@@ -262,6 +270,7 @@ def run_variant(
             ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False),
             RunState(run),
             validated,
+            *cpu_run_callbacks(experiment, variant, recipe),
             *media,
             *callbacks,
         ],
@@ -314,7 +323,7 @@ def rescore(
             f"{variant.name!r} scores the network of {variant.rescores!r}, but its run has no checkpoint "
             f"{checkpoint}. Delete {source_dir / RESULTS_FILE} to train {variant.rescores!r} again."
         )
-    datamodule, module = _build(experiment, variant, recipe, seed)
+    datamodule, module = _build(experiment, variant, recipe, seed, stage="validate")
     # nn.Module.compile keeps the state-dict keys, so the checkpoint loads into the compiled network too.
     module.load_state_dict(load_checkpoint(checkpoint)["state_dict"])
     loggers, media = _logging(run_dir, wandb, experiment, variant, recipe, datamodule)

@@ -18,3 +18,11 @@ def camvid_root() -> Path:
     if not root.is_dir():
         pytest.skip(f"real CamVid not found at {root}")
     return root
+
+
+@pytest.fixture(autouse=True, scope="session")
+def file_check_cache(tmp_path_factory):
+    """The DataModules' file check cache (datamodules.base.FileSizeCache) in a temporary folder, not the user's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ATTENTION_PAPERS_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield

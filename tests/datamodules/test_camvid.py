@@ -102,30 +102,27 @@ def test_16_bit_label_scaled_by_256_is_an_error(camvid_tree, save_16_bit):
         datamodule.datasets["val"][0]
 
 
-def test_image_label_size_mismatch(camvid_tree):
+def test_image_label_size_mismatch_is_found_by_setup(camvid_tree):
     path = camvid_tree / "valannot" / "0001TP_val001.png"
     Image.fromarray(np.zeros((30, 48), dtype=np.uint8)).save(path)
     datamodule = CamVidDataModule(camvid_tree, num_workers=0)
-    datamodule.setup("validate")
     with pytest.raises(ValueError, match=r"0001TP_val001\.jpg is 48x40 \(WxH\) but its label .* is 48x30"):
-        datamodule.datasets["val"][1]
+        datamodule.setup("validate")
 
 
-def test_corrupt_image(camvid_tree):
+def test_corrupt_image_is_found_by_setup(camvid_tree):
     (camvid_tree / "test" / "0001TP_test000.jpg").write_bytes(b"not a jpeg at all")
     datamodule = CamVidDataModule(camvid_tree, num_workers=0)
-    datamodule.setup("test")
     with pytest.raises(ValueError, match=r"cannot decode image file .*0001TP_test000\.jpg"):
-        datamodule.datasets["test"][0]
+        datamodule.setup("test")
 
 
-def test_rgb_label_is_rejected(camvid_tree):
+def test_rgb_label_is_rejected_by_setup(camvid_tree):
     path = camvid_tree / "valannot" / "0001TP_val000.png"
     Image.fromarray(np.zeros((40, 48, 3), dtype=np.uint8)).save(path)
     datamodule = CamVidDataModule(camvid_tree, num_workers=0)
-    datamodule.setup("validate")
     with pytest.raises(ValueError, match=r"has image mode 'RGB'; expected a single-channel label map"):
-        datamodule.datasets["val"][0]
+        datamodule.setup("validate")
 
 
 def test_loader_before_setup():

@@ -1,6 +1,8 @@
 import json
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from experiments.__main__ import main
 from experiments.base import experiment_names, get_experiment
@@ -161,3 +163,69 @@ def test_combine_needs_multi_scale_or_flip():
         "scales": (1.0,),
         "combine": "exp_sum",
     }
+
+
+def test_a_bad_override_is_an_error_naming_key_value_and_expectation(capsys):
+    assert main(["run", "baselines.camvid", "--set", "max_epochs=abc"]) == 2
+    assert capsys.readouterr().err == "error: --set max_epochs='abc': expected an integer like 60.\n"
+    assert main(["run", "baselines.camvid", "--set", "crop_size=(1,2,3)"]) == 2
+    expected = "--set crop_size=(1, 2, 3): expected a positive side or a pair (h, w) of them, like 768 or (360, 480)."
+    assert capsys.readouterr().err == f"error: {expected}\n"
+
+
+def write_camvid(root):
+    """A CamVid tree in SegNet's layout: 2 images of 40x48 per split, labels 0..11 (11 void)."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "val", "test"):
+        lines = []
+        for index in range(2):
+            name = f"{split}{index}"
+            (root / split).mkdir(parents=True, exist_ok=True)
+            (root / f"{split}annot").mkdir(exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(root / split / f"{name}.png")
+            Image.fromarray(rng.integers(0, 12, (40, 48), dtype=np.uint8)).save(root / f"{split}annot" / f"{name}.png")
+            lines.append(f"{split}/{name}.png {split}annot/{name}.png")
+        (root / "splits").mkdir(exist_ok=True)
+        (root / "splits" / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_eval_on_named_data_keeps_the_runs_evaluation_size_and_prints_the_protocol(tmp_path, capsys):
+    root = write_camvid(tmp_path / "camvid")
+    tiny = ["backbone=test_resnet", "pretrained=False", "max_epochs=1", "base_size=40", "crop_size=(32,32)"]
+    recipe = ["--set", f"root={root}", *tiny, "eval_short_side=20", "batch_size=2", "num_workers=0"]
+    argv = ["run", "baselines.camvid", "--variant", "fcn", "--runs-dir", str(tmp_path / "runs"), "--wandb", "disabled"]
+    with pytest.warns(UserWarning, match="is sized for a GPU and trains on the CPU"):
+        assert main([*argv, *recipe]) == 0
+    (ckpt,) = (tmp_path / "runs").glob("baselines.camvid/fcn/*/checkpoints/last.ckpt")
+    result = ckpt.parent.parent / "eval-test.json"
+    capsys.readouterr()
+    argv = ["eval", "--ckpt", str(ckpt), "--data", "camvid", "--root", str(root), "--device", "cpu"]
+    assert main(argv) == 0
+    protocol = f"on camvid in {root}, split test, evaluation size shorter side 20 px, inference {{'mode': 'single'}}\n"
+    assert capsys.readouterr().out.startswith(f"evaluating baselines.camvid / fcn (small profile) {protocol}")
+    record = json.loads(result.read_text())
+    assert (record["data"], record["root"], record["eval_short_side"]) == ("camvid", str(root), 20)
+    assert main([*argv, "--set", "eval_short_side=None"]) == 0
+    assert "split test, evaluation size full image, inference" in capsys.readouterr().out
+    assert json.loads(result.read_text())["eval_short_side"] is None
+    assert main([*argv[:-2], "--set", "eval_short_side=None", "num_workers=0"]) == 0  # --root alone: the run's data
+    assert json.loads(result.read_text())["root"] == str(root)
+
+
+def test_eval_names_what_it_cannot_take(tmp_path, capsys):
+    argv = ["run", "quickstart", "--profile", "smoke", "--runs-dir", str(tmp_path), "--wandb", "disabled"]
+    assert main(argv) == 0
+    (ckpt,) = tmp_path.glob("quickstart/fcn/*/checkpoints/last.ckpt")
+    capsys.readouterr()
+    assert main(["eval", "--ckpt", str(ckpt), "--data", "camvid"]) == 2
+    expected = "error: --data camvid needs --root: the run did not train on camvid (no root).\n"
+    assert capsys.readouterr().err == expected
+    assert main(["eval", "--ckpt", str(ckpt), "--set", "backbone=resnet18"]) == 2
+    expected = "error: --set backbone=...: eval changes only the data settings of the run's recipe (num_workers); "
+    assert capsys.readouterr().err == expected + "the network is the run's.\n"
+    assert main(["eval", "--ckpt", str(ckpt), "--set", "num_workers=-2"]) == 2
+    expected = (
+        "error: --set num_workers=-2: expected None (the CPUs available, at most 8) or an integer >= 0, like 4.\n"
+    )
+    assert capsys.readouterr().err == expected

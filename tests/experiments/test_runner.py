@@ -1,7 +1,9 @@
 import json
+import re
 
 import lightning as L
 import pytest
+import timm
 import torch
 from lightning.pytorch.callbacks import Callback
 from torch import nn
@@ -46,6 +48,51 @@ def test_interrupted_run_resumes_and_ends_like_an_uninterrupted_one(tmp_path):
     assert resumed["timings"]["steps"] == reference["timings"]["steps"]
     assert resumed["metrics"] == reference["metrics"]
     assert resumed["per_class"] == reference["per_class"]
+
+
+class DeterministicAtStart(Callback):
+    def __init__(self) -> None:
+        self.seen: list[bool] = []
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.seen.append(torch.are_deterministic_algorithms_enabled())
+
+
+def test_set_deterministic_reaches_the_trainer(tmp_path):
+    experiment = get_experiment("quickstart")
+    record = DeterministicAtStart()
+    try:
+        run_variant(
+            experiment,
+            experiment.variant("fcn"),
+            "smoke",
+            tmp_path,
+            {"deterministic": True},
+            wandb="disabled",
+            callbacks=[record],
+        )
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert record.seen == [True]
+
+
+def test_a_missing_dataset_is_reported_before_pretrained_weights_are_requested(tmp_path, monkeypatch):
+    requested = []
+
+    def create_model(name, **kwargs):
+        requested.append((name, kwargs.get("pretrained")))
+        raise RuntimeError("the network was built before the data was checked")
+
+    monkeypatch.setattr(timm, "create_model", create_model)
+    experiment = get_experiment("danet.ablation")
+    root = tmp_path / "cityscapes"
+    overrides = {"root": str(root)}
+    with pytest.raises(
+        FileNotFoundError, match=rf"^Cityscapes: the dataset folder not found at {re.escape(str(root))}\."
+    ):
+        run_variant(experiment, experiment.variant("FCN-R50"), "paper", tmp_path / "runs", overrides, wandb="disabled")
+    assert requested == []
+    assert experiment.recipe("paper", overrides, experiment.variant("FCN-R50"))["pretrained"] is True
 
 
 def test_finished_variant_is_skipped(tmp_path):
