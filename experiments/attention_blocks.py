@@ -64,12 +64,9 @@ _OPTIMISATION = dict(
     lr_gamma=0.1,
     label_smoothing=0.0,
 )
-# The Trainer's ``deterministic`` switch, a ``--set`` away as in the segmentation recipes (builders.RUNTIME).
-_RUNTIME = dict(deterministic=False)
 RECIPES: dict[str, dict[str, Any]] = {
     "smoke": dict(
         _OPTIMISATION,
-        **_RUNTIME,
         data="synthetic",
         root=None,
         num_classes=8,
@@ -85,7 +82,6 @@ RECIPES: dict[str, dict[str, Any]] = {
     ),
     "small": dict(
         _OPTIMISATION,
-        **_RUNTIME,
         data="synthetic",
         root=None,
         num_classes=8,
@@ -101,7 +97,6 @@ RECIPES: dict[str, dict[str, Any]] = {
     ),
     "paper": dict(
         _OPTIMISATION,
-        **_RUNTIME,
         data="imagenet",
         root=IMAGENET_ROOT,
         image_size=224,

@@ -127,10 +127,15 @@ class Experiment(ABC):
         if variant is not None:
             recipe = variant.configure(recipe)
         for key, value in (overrides or {}).items():
+            if key in OPTIONAL_KEYS and key not in recipe:
+                check_recipe_value(key, value, OPTIONAL_KEYS[key])
+                recipe[key] = value
+                continue
             if key not in recipe:
+                known = sorted({*recipe, *OPTIONAL_KEYS})
                 raise ValueError(
                     f"--set {key}=...: the {profile!r} recipe of {self.name!r} has no key {key!r}"
-                    f"{did_you_mean(key, recipe)}. Its keys: {', '.join(sorted(recipe))}."
+                    f"{did_you_mean(key, known)}. Its keys: {', '.join(known)}."
                 )
             check_recipe_value(key, value, recipe[key])
             recipe[key] = value
@@ -286,6 +291,10 @@ def check_recipe_value(key: str, value: Any, default: Any) -> None:
     if accepts is not None and not accepts.check(value):
         raise ValueError(f"--set {key}={value!r}: expected {accepts.expected}.")
 
+
+# Keys every recipe takes through ``--set`` without listing them, with their default. A recipe holds one only
+# when it is set, so that adding such a key leaves the run ids (hashes of the recipe) of earlier runs unchanged.
+OPTIONAL_KEYS: dict[str, Any] = {"deterministic": False}
 
 REGISTRY: dict[str, type[Experiment]] = {}
 

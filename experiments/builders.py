@@ -26,11 +26,8 @@ CAMVID_ROOT = str(DATA_ROOT / "camvid")
 # benchmarks/training_step.py measures them): ``precision="auto"`` is bf16-mixed on a CUDA GPU with bf16 and
 # 32-true elsewhere (a CPU's bf16 is slower than its fp32); ``channels_last="auto"`` keeps weights and
 # activations NHWC on a CUDA GPU only (on the 2-core CPU it made the Lite0 step 20-34 % slower);
-# ``compile`` runs ``torch.compile`` on the network; ``cudnn_benchmark`` lets cuDNN time its algorithms;
-# ``deterministic`` is the Trainer's (deterministic algorithms only; True or "warn").
-RUNTIME: dict[str, Any] = dict(
-    precision="auto", channels_last="auto", compile=False, cudnn_benchmark=True, deterministic=False
-)
+# ``compile`` runs ``torch.compile`` on the network; ``cudnn_benchmark`` lets cuDNN time its algorithms.
+RUNTIME: dict[str, Any] = dict(precision="auto", channels_last="auto", compile=False, cudnn_benchmark=True)
 
 # The ``smoke`` profile of the segmentation experiments: synthetic scenes, timm's tiny ResNet, seconds.
 SEGMENTATION_SMOKE: dict[str, Any] = dict(

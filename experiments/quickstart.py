@@ -31,7 +31,6 @@ class Quickstart(Experiment):
             lr=0.01,
             aux_weight=0.2,
             num_workers=0,
-            deterministic=False,
         ),
         "small": dict(
             backbone="test_resnet",
@@ -44,7 +43,6 @@ class Quickstart(Experiment):
             lr=0.03,
             aux_weight=0.2,
             num_workers=0,
-            deterministic=False,
         ),
     }
 
