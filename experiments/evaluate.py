@@ -132,7 +132,9 @@ def data_protocol(datamodule: L.LightningDataModule, data: str | None, recipe: M
     }
 
 
-def describe_protocol(run: Mapping[str, Any], split: str, data: Mapping[str, Any], inference: Mapping[str, Any]) -> str:
+def describe_evaluation(
+    run: Mapping[str, Any], split: str, data: Mapping[str, Any], inference: Mapping[str, Any]
+) -> str:
     """One line saying what is scored, on what, at what size, how, e.g. for ``eval`` to print before it starts."""
     size = "full image" if data["eval_short_side"] is None else f"shorter side {data['eval_short_side']} px"
     where = f" in {data['root']}" if data["root"] is not None else ""
@@ -160,7 +162,7 @@ def evaluate_checkpoint(
     """Rebuild the run's network, load its weights and score it on ``split``; writes ``eval-<split>.json``.
 
     ``overrides`` change the run's DataModule settings (:func:`eval_recipe`); ``announce`` receives the
-    protocol (:func:`describe_protocol`) before the evaluation starts.
+    protocol (:func:`describe_evaluation`) before the evaluation starts.
     """
     if split not in ("val", "test"):
         raise ValueError(f"split must be 'val' or 'test', got {split!r}.")
@@ -174,7 +176,7 @@ def evaluate_checkpoint(
     inference = predict_kwargs(multi_scale, flip, sliding, window, combine)
     data_fields = data_protocol(datamodule, data, recipe)
     if announce is not None:
-        announce(describe_protocol(run, split, data_fields, inference))
+        announce(describe_evaluation(run, split, data_fields, inference))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     result = evaluate_segmentation(
         module.network,

@@ -201,9 +201,8 @@ def per_class_table(variant: Any, records: Sequence[Mapping[str, Any]]) -> str:
 
 
 TEST_PROTOCOL_NOTE = (
-    "Test protocol: the flags `python -m experiments eval` ran with, and the size from the run's `eval_short_side` "
-    "(full resolution without one); `eval --data NAME` evaluates at full resolution instead, which `eval-test.json` "
-    "does not record."
+    "Test protocol: the flags `python -m experiments eval` ran with, and the evaluation size `eval-test.json` records "
+    "(in a file written before it recorded one, the run's `eval_short_side`; full resolution without one)."
 )
 
 
@@ -259,7 +258,8 @@ def _test_protocol(tested: Mapping[str, Any], record: Mapping[str, Any], path: P
     if not isinstance(protocol, Mapping):
         raise ValueError(f"{path} has no 'protocol' object (found {protocol!r}); run `experiments eval` again.")
     try:
-        return describe_protocol(protocol, record["recipe"].get("eval_short_side"))
+        size = tested["eval_short_side"] if "eval_short_side" in tested else record["recipe"].get("eval_short_side")
+        return describe_protocol(protocol, size)
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from err
 

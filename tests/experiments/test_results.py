@@ -36,14 +36,15 @@ def make_record(experiment, variant: str, profile: str, miou: float, **recipe) -
     }
 
 
-def write_run(runs_dir: Path, record: dict, protocol: dict | None = None) -> Path:
-    """Write ``record`` into the store, and an ``eval-test.json`` with ``protocol`` when given."""
+def write_run(runs_dir: Path, record: dict, protocol: dict | None = None, **evaluated) -> Path:
+    """Write ``record`` into the store, and an ``eval-test.json`` with ``protocol`` (and ``evaluated`` fields such as
+    ``eval_short_side``) when given."""
     folder = runs_dir / record["experiment"] / record["variant"] / record["run_id"]
     write_json_atomic(folder / "metrics.json", record)
     if protocol is not None:
         scores = {"mIoU": 0.5, "pixel_acc": 0.8, "boundary_F": {"0.00088": 0.3}}
         # Through JSON, as eval writes it: tuples become lists.
-        write_json_atomic(folder / "eval-test.json", {"split": "test", "protocol": protocol, **scores})
+        write_json_atomic(folder / "eval-test.json", {"split": "test", "protocol": protocol, **evaluated, **scores})
     return folder
 
 
@@ -73,8 +74,9 @@ def test_table_names_the_protocol_of_each_test_column(tmp_path, capsys):
     experiment = get_experiment("baselines.camvid")
     reduced = make_record(experiment, "fcn", "small", 0.41, eval_short_side=240)
     write_run(tmp_path, reduced, predict_kwargs(False, False, False, None))
-    full = make_record(experiment, "deeplabv3plus", "small", 0.45)
-    write_run(tmp_path, full, predict_kwargs(True, True, False, None))
+    # Evaluated at full resolution although the run validated at 240 px: the size eval-test.json records wins.
+    full = make_record(experiment, "deeplabv3plus", "small", 0.45, eval_short_side=240)
+    write_run(tmp_path, full, predict_kwargs(True, True, False, None), eval_short_side=None)
     untested = make_record(experiment, "fcn", "smoke", 0.1)
     write_run(tmp_path, untested)
 
