@@ -10,9 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from experiments.base import PROFILES, experiment_names, get_experiment
-from experiments.tracking import WANDB_MODES
-from lightning_modules.inference import COMBINES
+# Only the choices at import: `--help` answers without loading torch; each command imports what it runs.
+from experiments.choices import COMBINES, PROFILES, WANDB_MODES
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
@@ -97,6 +96,7 @@ def _devices(text: str) -> int | str:
 
 
 def list_experiments() -> None:
+    from experiments.base import experiment_names, get_experiment
     from experiments.results import describe_paper_numbers
 
     for name in experiment_names():
@@ -130,6 +130,7 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
 
 
 def run(args: argparse.Namespace) -> None:
+    from experiments.base import get_experiment
     from experiments.runner import run_variant
 
     experiment = get_experiment(args.name)
@@ -157,6 +158,7 @@ def run(args: argparse.Namespace) -> None:
 
 
 def table(args: argparse.Namespace) -> None:
+    from experiments.base import get_experiment
     from experiments.results import load_records, paper_table, plot_paper_table
 
     experiment = get_experiment(args.name)

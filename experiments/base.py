@@ -22,9 +22,8 @@ import lightning as L
 import torch
 from lightning.fabric.connector import _PRECISION_INPUT
 
+from experiments.choices import PROFILES
 from lightning_modules.blocks.dual_attention import POSITION_MODES
-
-PROFILES = ("smoke", "small", "paper")
 
 
 @dataclass(frozen=True)

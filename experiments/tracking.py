@@ -22,9 +22,9 @@ from lightning.pytorch.loggers import WandbLogger
 
 from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
 from experiments.base import Experiment, Variant
+from experiments.choices import WANDB_MODES
 
 WandbMode = Literal["offline", "online", "disabled"]
-WANDB_MODES = ("offline", "online", "disabled")
 PROJECT = "attention-papers"
 
 

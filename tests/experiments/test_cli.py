@@ -229,3 +229,29 @@ def test_eval_names_what_it_cannot_take(tmp_path, capsys):
         "error: --set num_workers=-2: expected None (the CPUs available, at most 8) or an integer >= 0, like 4.\n"
     )
     assert capsys.readouterr().err == expected
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["table"], ["eval"], ["list"]])
+def test_help_answers_without_importing_torch(command):
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from experiments.__main__ import main\n"
+        "try:\n"
+        f"    main({[*command, '--help']!r})\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code == 0, exit.code\n"
+        "print('torch imported' if 'torch' in sys.modules else 'no torch')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert "usage: python -m experiments" in done.stdout
+    assert done.stdout.rstrip().endswith("no torch")
+
+
+def test_cli_choices_are_the_ones_the_code_accepts():
+    from experiments import choices
+    from lightning_modules.inference import COMBINES
+
+    assert choices.COMBINES == COMBINES
