@@ -33,13 +33,13 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.loggers import Logger
 from timm.layers import convert_sync_batchnorm
 
 from experiments.base import Experiment, Variant
 from experiments.evaluate import load_checkpoint
 from experiments.results import CorruptRecordError, environment, git_state, read_record, write_json_atomic
-from experiments.tracking import WandbMode, make_wandb_logger, wandb_callbacks
+from experiments.tracking import ResumableCSVLogger, WandbMode, make_wandb_logger, wandb_callbacks
 
 RESULTS_FILE = "metrics.json"
 
@@ -162,7 +162,7 @@ def _logging(
     datamodule: L.LightningDataModule,
 ) -> tuple[list[Logger], list[Callback]]:
     """The CSV logger, and unless ``wandb`` is ``disabled`` the W&B logger with its media callbacks."""
-    csv = CSVLogger(run_dir, name="logs", version="")
+    csv = ResumableCSVLogger(run_dir, name="logs", version="")
     wandb_logger = make_wandb_logger(wandb, run_dir, experiment, variant, recipe)
     if wandb_logger is None:
         return [csv], []

@@ -1,4 +1,6 @@
+import csv
 import json
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -33,6 +35,37 @@ def quickstart_run(runs_dir, callbacks=(), wandb="disabled"):
     )
 
 
+def quickstart_dir(runs_dir: Path) -> Path:
+    """The run folder of :func:`quickstart_run`."""
+    experiment = get_experiment("quickstart")
+    recipe = experiment.recipe("smoke", {"max_epochs": 3}, experiment.variant("fcn"))
+    return runs_dir / "quickstart" / "fcn" / run_id("smoke", recipe, 3)
+
+
+class EveryStepLogging(Callback):
+    """Logs every training step: a smoke epoch's 4 steps are fewer than Lightning's default interval, 50."""
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        trainer.log_every_n_steps = 1
+
+
+class CrashMidEpoch(Callback):
+    """Stands in for a process stopped in the middle of an epoch, after the rows of its first steps were written."""
+
+    def __init__(self, epoch: int, batch: int) -> None:
+        self.epoch, self.batch = epoch, batch
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            raise KeyboardInterrupt
+
+
+def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        return list(reader.fieldnames), list(reader)
+
+
 def test_interrupted_run_resumes_and_ends_like_an_uninterrupted_one(tmp_path):
     _, reference = quickstart_run(tmp_path / "reference")
     interrupted = tmp_path / "interrupted"
@@ -46,6 +79,31 @@ def test_interrupted_run_resumes_and_ends_like_an_uninterrupted_one(tmp_path):
     assert resumed["timings"]["steps"] == reference["timings"]["steps"]
     assert resumed["metrics"] == reference["metrics"]
     assert resumed["per_class"] == reference["per_class"]
+
+
+def test_a_resumed_run_logs_every_step_once_like_an_uninterrupted_one(tmp_path):
+    quickstart_run(tmp_path / "reference", callbacks=[EveryStepLogging()])
+    reference_header, reference_rows = read_csv(quickstart_dir(tmp_path / "reference") / "logs" / "metrics.csv")
+    interrupted = tmp_path / "interrupted"
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        quickstart_run(interrupted, callbacks=[EveryStepLogging(), CrashMidEpoch(epoch=2, batch=2)])
+    run_dir = quickstart_dir(interrupted)
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 8
+    log = run_dir / "logs" / "metrics.csv"
+    _, rows = read_csv(log)
+    # Steps 8 and 9 were logged after the checkpoint of epoch 1: the resumed run trains them again.
+    assert [row["step"] for row in rows if row["epoch"] == "2"] == ["8", "9"]
+    with log.open("a") as handle:
+        handle.write("2,10,1.5")  # the row of step 10, cut by a kill while it was written
+    with pytest.warns(UserWarning, match=r"replaced 3 row\(s\) .*\(those from step 8 on, or cut short by a kill\)"):
+        status, _ = quickstart_run(interrupted, callbacks=[EveryStepLogging()])
+    assert status == "finished"
+    header, rows = read_csv(log)
+    assert header == reference_header
+    steps = [(row["epoch"], row["step"], row["train/loss"] != "") for row in rows]
+    assert steps == [(row["epoch"], row["step"], row["train/loss"] != "") for row in reference_rows]
+    assert len(set(steps)) == len(steps) == 12 + 3  # 12 training steps and 3 validations, each once
+    assert rows == reference_rows  # the resumed run logs the numbers of the uninterrupted one
 
 
 def test_finished_variant_is_skipped(tmp_path):
@@ -289,6 +347,28 @@ def test_a_rescoring_row_scores_the_trained_network_of_its_row_without_training(
     capsys.readouterr()
     assert main(["table", "danet.strategies", "--runs-dir", str(tmp_path)]) == 0
     assert f"| none: scores {mg.name} |" in capsys.readouterr().out
+
+
+def test_rescoring_again_keeps_the_logs_of_the_trained_row_and_its_own(tmp_path):
+    experiment = get_experiment("danet.strategies")
+    ms, mg = experiment.variant("DANet-R101+DA+MG+MS"), experiment.variant("DANet-R101+DA+MG")
+    run_variant(experiment, ms, "smoke", tmp_path, wandb="disabled")
+    (trained_dir,) = tmp_path.glob(f"danet.strategies/{mg.name}/*")
+    (rescored_dir,) = tmp_path.glob(f"danet.strategies/{ms.name}/*")
+    _, trained_rows = read_csv(trained_dir / "logs" / "metrics.csv")
+    _, rescored_rows = read_csv(rescored_dir / "logs" / "metrics.csv")
+    assert [row["epoch"] for row in trained_rows] == ["0"] and len(rescored_rows) == 1
+    # Both rows killed before their records were written: the trained row validates its final checkpoint
+    # again, the rescoring row rescores it again.
+    (trained_dir / "metrics.json").unlink()
+    (rescored_dir / "metrics.json").unlink()
+    status, _ = run_variant(experiment, ms, "smoke", tmp_path, wandb="disabled")
+    assert status == "finished" and (trained_dir / "metrics.json").is_file()
+    _, trained_after = read_csv(trained_dir / "logs" / "metrics.csv")
+    assert trained_after[:1] == trained_rows and len(trained_after) == 2  # the epoch kept, the new validation added
+    assert trained_after[1]["val/mIoU"] == trained_rows[0]["val/mIoU"]
+    _, rescored_after = read_csv(rescored_dir / "logs" / "metrics.csv")
+    assert rescored_after == rescored_rows  # its validation, once
 
 
 def test_a_rescoring_row_names_the_missing_checkpoint(tmp_path):
