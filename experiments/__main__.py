@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.base import PROFILES, experiment_names, get_experiment
+from experiments.run_folder import RunFolderBusyError
 from experiments.tracking import WANDB_MODES
 from lightning_modules.inference import COMBINES
 
@@ -48,6 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=parse_assignment,
         metavar="KEY=VALUE",
         help="override recipe settings, e.g. --set max_epochs=2 lr=0.02 (repeatable)",
+    )
+    run.add_argument(
+        "--restart",
+        action="store_true",
+        help="train unfinished variants from scratch instead of resuming them: their checkpoint, CSV log and W&B id "
+        "are moved aside (<file>.restart-<time>; an unreadable checkpoint last.ckpt.corrupt-<time>). "
+        "Finished variants are still skipped",
+    )
+    run.add_argument(
+        "--wait",
+        action="store_true",
+        help="when another command is running a variant (same run folder), wait for it to end instead of stopping "
+        "with an error",
     )
     table = commands.add_parser("table", help="paper vs measured: markdown to stdout and a PNG bar chart")
     table.add_argument("name", help="experiment name, see `list`")
@@ -138,6 +152,8 @@ def run(args: argparse.Namespace) -> None:
             args.wandb,
             args.devices,
             args.num_nodes,
+            restart=args.restart,
+            wait=args.wait,
         )
         if status == "skipped":
             print(f"{experiment.name} / {variant.name}: finished before ({record['run_id']}), skipped.")
@@ -186,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.combine,
             )
             print(format_evaluation(record))
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, RunFolderBusyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
