@@ -12,6 +12,7 @@ from typing import Any
 
 # Only the choices at import: `--help` answers without loading torch; each command imports what it runs.
 from experiments.choices import COMBINES, PROFILES, WANDB_MODES
+from experiments.run_folder import RunFolderBusyError
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
@@ -47,6 +48,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=parse_assignment,
         metavar="KEY=VALUE",
         help="override recipe settings, e.g. --set max_epochs=2 lr=0.02 (repeatable)",
+    )
+    run.add_argument(
+        "--restart",
+        action="store_true",
+        help="train unfinished variants from scratch instead of resuming them: their checkpoint, CSV log and W&B id "
+        "are moved aside (<file>.restart-<time>; an unreadable checkpoint last.ckpt.corrupt-<time>). "
+        "Finished variants are still skipped",
+    )
+    run.add_argument(
+        "--wait",
+        action="store_true",
+        help="when another command is running a variant (same run folder), wait for it to end instead of stopping "
+        "with an error",
     )
     table = commands.add_parser("table", help="paper vs measured: markdown to stdout and a PNG bar chart")
     table.add_argument("name", help="experiment name, see `list`")
@@ -149,6 +163,8 @@ def run(args: argparse.Namespace) -> None:
             args.wandb,
             args.devices,
             args.num_nodes,
+            restart=args.restart,
+            wait=args.wait,
         )
         if status == "skipped":
             print(f"{experiment.name} / {variant.name}: finished before ({record['run_id']}), skipped.")
@@ -200,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 announce=lambda line: print(line, flush=True),
             )
             print(format_evaluation(record))
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, RunFolderBusyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

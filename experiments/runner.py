@@ -14,6 +14,10 @@ skipped last validation), the runner validates once more (:class:`ValidatedStep`
 
 A row that rescores another (``Variant.rescores``) trains nothing: its folder has the other run's
 id and holds the scores of that run's network under the row's own test protocol.
+
+One command at a time works in a run folder (:mod:`experiments.run_folder`): it holds the folder's lock,
+removes the partial files of a killed run, and refuses to resume an unreadable checkpoint unless asked to
+restart; ``logs/metrics.csv`` is continued on resume (:class:`~experiments.tracking.ResumableCSVLogger`).
 """
 
 from __future__ import annotations
@@ -21,19 +25,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.loggers import Logger
 from timm.layers import convert_sync_batchnorm
 
 from datamodules.base import SegmentationDataModule
@@ -41,7 +46,15 @@ from experiments.base import Experiment, Variant
 from experiments.evaluate import load_checkpoint
 from experiments.progress import cpu_run_callbacks
 from experiments.results import CorruptRecordError, environment, git_state, read_record, write_json_atomic
-from experiments.tracking import WandbMode, make_wandb_logger, wandb_callbacks
+from experiments.run_folder import (
+    CorruptCheckpointError,
+    atomic_temp_file,
+    checkpoint_problem,
+    hold_run_folder,
+    move_aside,
+    remove_partial_files,
+)
+from experiments.tracking import ResumableCSVLogger, WandbMode, make_wandb_logger, wandb_callbacks
 
 RESULTS_FILE = "metrics.json"
 
@@ -94,8 +107,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
+        tmp = atomic_temp_file(path)
         try:
             super().save_checkpoint(checkpoint, tmp, storage_options)
             os.replace(tmp, path)
@@ -131,6 +143,63 @@ def trainer_strategy(devices: int | str, num_nodes: int) -> dict[str, Any]:
     return {"devices": devices, "num_nodes": num_nodes, "strategy": "ddp", "use_distributed_sampler": False}
 
 
+def _first_process() -> bool:
+    """Whether this is the first process of its job: the processes of a DDP run share its folder.
+
+    Lightning's DDP launcher starts the others with ``LOCAL_RANK`` set, torchrun and SLURM set ``RANK`` /
+    ``SLURM_PROCID``; the first process of another node has ``NODE_RANK`` set.
+    """
+    return rank_zero_only.rank == 0 and os.environ.get("NODE_RANK", "0") == "0"
+
+
+@contextmanager
+def _holding(run_dir: Path, wait: bool) -> Iterator[None]:
+    """The run folder locked, then cleared of a killed run's partial files, for the body (first process only).
+
+    Raises RunFolderBusyError naming the holder when another command runs in the folder, unless ``wait``.
+    """
+    if not _first_process():
+        yield
+        return
+    with hold_run_folder(run_dir, wait):
+        remove_partial_files(run_dir)
+        yield
+
+
+def _restart(run_dir: Path) -> None:
+    """Move the run's checkpoint, CSV log and W&B id aside (``<name>.restart-<time>``, an unreadable checkpoint
+    ``last.ckpt.corrupt-<time>``): nothing of the earlier attempt is deleted, nothing of it is continued."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        move_aside(last, "restart" if checkpoint_problem(last) is None else "corrupt")
+    for path in (run_dir / "logs" / "metrics.csv", run_dir / "wandb_id"):
+        if path.is_file():
+            move_aside(path, "restart")
+
+
+def _resume_point(run_dir: Path, restart: bool) -> Path | None:
+    """The checkpoint to resume from: ``checkpoints/last.ckpt`` when present, None to train from scratch.
+
+    Raises CorruptCheckpointError naming an unreadable checkpoint and the way out, ``--restart``, which
+    moves the earlier attempt aside (:func:`_restart`) instead of resuming it.
+    """
+    if restart:
+        if _first_process():
+            _restart(run_dir)
+        return None
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        return None
+    problem = checkpoint_problem(last)
+    if problem is not None:
+        raise CorruptCheckpointError(
+            f"{last} is not a readable checkpoint: {problem}. Run again with --restart "
+            "(run_variant(..., restart=True)) to move it aside as last.ckpt.corrupt-<time> and train the "
+            "variant from scratch."
+        )
+    return last
+
+
 def _finished_record(results: Path) -> dict[str, Any] | None:
     """The record of a finished run, or None; a corrupt ``metrics.json`` is removed with a warning."""
     if not results.exists():
@@ -138,7 +207,7 @@ def _finished_record(results: Path) -> dict[str, Any] | None:
     try:
         return read_record(results)
     except CorruptRecordError as err:
-        warnings.warn(f"{err} Running the variant again.", stacklevel=3)
+        warnings.warn(f"{err} Running the variant again.", stacklevel=4)
         results.unlink()
         return None
 
@@ -170,7 +239,7 @@ def _logging(
     datamodule: L.LightningDataModule,
 ) -> tuple[list[Logger], list[Callback]]:
     """The CSV logger, and unless ``wandb`` is ``disabled`` the W&B logger with its media callbacks."""
-    csv = CSVLogger(run_dir, name="logs", version="")
+    csv = ResumableCSVLogger(run_dir, name="logs", version="")
     wandb_logger = make_wandb_logger(wandb, run_dir, experiment, variant, recipe)
     if wandb_logger is None:
         return [csv], []
@@ -223,8 +292,15 @@ def run_variant(
     devices: int | str = "auto",
     num_nodes: int = 1,
     callbacks: Sequence[Callback] = (),
+    restart: bool = False,
+    wait: bool = False,
 ) -> tuple[Literal["finished", "skipped"], dict[str, Any]]:
     """Train and validate ``variant`` (or skip it when finished); returns its ``metrics.json`` record.
+
+    An interrupted run resumes from its checkpoint; ``restart`` trains it from scratch instead, its
+    checkpoint, CSV log and W&B id moved aside (an unreadable checkpoint raises CorruptCheckpointError
+    without it). Another command running in the same folder raises RunFolderBusyError naming it, unless
+    ``wait``, which waits for it to end (then the variant is usually finished and skipped).
 
     A row that ``rescores`` another trains nothing. The paper scores one network under several test
     protocols (DANet Table 2: ``+MS`` is the ``+MG`` network tested at several scales), so such a
@@ -240,19 +316,38 @@ def run_variant(
                 f"name the row that trains ({source.rescores!r})."
             )
         _, trained = run_variant(
-            experiment, source, profile, runs_dir, overrides, seed, wandb, devices, num_nodes, callbacks
+            experiment, source, profile, runs_dir, overrides, seed, wandb, devices, num_nodes, callbacks, restart, wait
         )
         source_dir = Path(runs_dir) / experiment.name / source.name / trained["run_id"]
         run_dir = Path(runs_dir) / experiment.name / variant.name / trained["run_id"]
         recipe = experiment.recipe(profile, overrides, source)
-        return rescore(experiment, variant, recipe, seed, source_dir, run_dir, wandb, devices, num_nodes, callbacks)
+        return rescore(
+            experiment, variant, recipe, seed, source_dir, run_dir, wandb, devices, num_nodes, callbacks, wait
+        )
     recipe = experiment.recipe(profile, overrides, variant)
     run_dir = Path(runs_dir) / experiment.name / variant.name / run_id(profile, recipe, seed)
+    with _holding(run_dir, wait):
+        return _train(experiment, variant, recipe, seed, run_dir, wandb, devices, num_nodes, callbacks, restart)
+
+
+def _train(
+    experiment: Experiment,
+    variant: Variant,
+    recipe: Mapping[str, Any],
+    seed: int,
+    run_dir: Path,
+    wandb: WandbMode,
+    devices: int | str,
+    num_nodes: int,
+    callbacks: Sequence[Callback],
+    restart: bool,
+) -> tuple[Literal["finished", "skipped"], dict[str, Any]]:
+    """:func:`run_variant`'s training, in a run folder this job holds."""
     results = run_dir / RESULTS_FILE
     finished = _finished_record(results)
     if finished is not None:
         return "skipped", finished
-    last = run_dir / "checkpoints" / "last.ckpt"
+    resume_from = _resume_point(run_dir, restart)
     datamodule, module = _build(experiment, variant, recipe, seed)
     strategy = trainer_strategy(devices, num_nodes)
     if "strategy" in strategy:
@@ -280,7 +375,6 @@ def run_variant(
         **strategy,
         **experiment.trainer_kwargs(recipe),
     )
-    resume_from = last if last.is_file() else None
     # The code that trains, taken before training: commits made while a long run goes on are not its code.
     code = git_state()
     started = time.perf_counter()
@@ -308,11 +402,30 @@ def rescore(
     devices: int | str = "auto",
     num_nodes: int = 1,
     callbacks: Sequence[Callback] = (),
+    wait: bool = False,
 ) -> tuple[Literal["finished", "skipped"], dict[str, Any]]:
     """Validate the final checkpoint of the run in ``source_dir`` with ``variant``'s test protocol.
 
     ``recipe`` is the one that trained it; the record goes to ``run_dir``. Skipped when finished.
+    ``run_dir`` is locked as in :func:`run_variant` (``wait`` likewise).
     """
+    with _holding(run_dir, wait):
+        return _rescore(experiment, variant, recipe, seed, source_dir, run_dir, wandb, devices, num_nodes, callbacks)
+
+
+def _rescore(
+    experiment: Experiment,
+    variant: Variant,
+    recipe: Mapping[str, Any],
+    seed: int,
+    source_dir: Path,
+    run_dir: Path,
+    wandb: WandbMode,
+    devices: int | str,
+    num_nodes: int,
+    callbacks: Sequence[Callback],
+) -> tuple[Literal["finished", "skipped"], dict[str, Any]]:
+    """:func:`rescore`'s validation, in a run folder this job holds."""
     results = run_dir / RESULTS_FILE
     finished = _finished_record(results)
     if finished is not None:
@@ -322,6 +435,13 @@ def rescore(
         raise FileNotFoundError(
             f"{variant.name!r} scores the network of {variant.rescores!r}, but its run has no checkpoint "
             f"{checkpoint}. Delete {source_dir / RESULTS_FILE} to train {variant.rescores!r} again."
+        )
+    problem = checkpoint_problem(checkpoint)
+    if problem is not None:
+        raise CorruptCheckpointError(
+            f"{variant.name!r} scores the network of {variant.rescores!r}, but its checkpoint {checkpoint} is not "
+            f"readable: {problem}. Delete {source_dir / RESULTS_FILE} and run again with --restart to train "
+            f"{variant.rescores!r} again."
         )
     datamodule, module = _build(experiment, variant, recipe, seed, stage="validate")
     # nn.Module.compile keeps the state-dict keys, so the checkpoint loads into the compiled network too.

@@ -1,13 +1,17 @@
-"""Weights & Biases tracking: offline by default, online on request, never blocking a run.
+"""Weights & Biases tracking: offline by default, online on request, never blocking a run; the CSV log.
 
 Each run gets ``group`` = experiment, ``name`` = variant, tags = paper / table / profile, the
 recipe as config; its W&B id is kept in the run folder (``wandb_id``) so that a resumed run
 continues the same W&B run. ``offline`` writes ``<run dir>/wandb/offline-run-*`` that
 ``wandb sync`` uploads later; ``disabled`` writes nothing.
+
+The CSV log (:class:`ResumableCSVLogger`) continues a resumed run's ``logs/metrics.csv``, so that it holds
+every logged step exactly once.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 import uuid
 import warnings
@@ -18,11 +22,14 @@ from typing import Any, Literal
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 
 from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
 from experiments.base import Experiment, Variant
 from experiments.choices import WANDB_MODES
+from experiments.run_folder import atomic_temp_file
 
 WandbMode = Literal["offline", "online", "disabled"]
 PROJECT = "attention-papers"
@@ -134,3 +141,88 @@ def wandb_callbacks(datamodule: L.LightningDataModule) -> list[Callback]:
     """The media callbacks of a segmentation DataModule (those with class names)."""
     class_names = getattr(datamodule, "class_names", None)
     return [WandbSegmentationMedia(list(class_names))] if class_names else []
+
+
+def _write_csv_atomic(path: Path, fieldnames: list[str], rows: list[dict[str, Any]]) -> None:
+    """``path`` holds the old rows or the new ones, never half of them."""
+    tmp = atomic_temp_file(path)
+    try:
+        with tmp.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fieldnames)
+            writer.writeheader()
+            writer.writerows(rows)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]], bool]:
+    """Header and rows of ``path``, and whether its last line was cut short by a kill (no line end; left out)."""
+    lines = path.read_text().splitlines(keepends=True)
+    cut = bool(lines) and not lines[-1].endswith("\n")
+    reader = csv.DictReader(lines[:-1] if cut else lines)
+    rows = list(reader)
+    return list(reader.fieldnames or []), rows, cut
+
+
+def _step(row: dict[str, Any]) -> int | None:
+    try:
+        return int(row["step"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+class ResumedExperimentWriter(ExperimentWriter):
+    """Lightning's CSV writer, continuing an existing ``metrics.csv`` instead of deleting it.
+
+    Lightning's writer deletes the file when it starts, so a resumed run would keep only the rows logged
+    after its resume point. This one keeps the rows logged before it. At the first save, the file's rows
+    from the first step this writer logs on are dropped: a killed run logged them after its last checkpoint,
+    and the resumed run logs those steps again. The file is then rewritten atomically; later saves append,
+    as Lightning's do.
+    """
+
+    def __init__(self, log_dir: str) -> None:
+        super().__init__(log_dir=log_dir)
+        self._continued = False
+
+    def _check_log_dir_exists(self) -> None:
+        """Keeps the files of the folder (Lightning's removes ``metrics.csv``)."""
+
+    def save(self) -> None:
+        if self._continued or not self.metrics:
+            super().save()
+            return
+        path = Path(self.metrics_file_path)
+        header, earlier, cut = _read_csv(path) if path.is_file() else ([], [], False)
+        first = min(row["step"] for row in self.metrics)
+        kept = [row for row in earlier if (step := _step(row)) is not None and step < first]
+        if dropped := len(earlier) - len(kept) + cut:
+            warnings.warn(
+                f"{path}: replaced {dropped} row(s) of an earlier attempt that did not finish (those from step "
+                f"{first} on, or cut short by a kill); this run logs these steps again.",
+                stacklevel=2,
+            )
+        self.metrics_keys = sorted(set(header) | set().union(*self.metrics))
+        _write_csv_atomic(path, self.metrics_keys, kept + self.metrics)
+        self.metrics = []
+        self._continued = True
+
+    def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
+        path = Path(self.metrics_file_path)
+        _write_csv_atomic(path, fieldnames, _read_csv(path)[1])
+
+
+class ResumableCSVLogger(CSVLogger):
+    """``CSVLogger`` writing through :class:`ResumedExperimentWriter`: a resumed run's ``metrics.csv`` holds
+    every logged step once, those before the resume point included."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ResumedExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = ResumedExperimentWriter(log_dir=self.log_dir)
+        return self._experiment

@@ -1,5 +1,10 @@
+import csv
 import json
+import os
 import re
+import socket
+import threading
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -12,6 +17,7 @@ from experiments.__main__ import main
 from experiments.base import experiment_names, get_experiment
 from experiments.builders import backbone_kwargs
 from experiments.results import CorruptRecordError, load_records, read_record
+from experiments.run_folder import CorruptCheckpointError, RunFolderBusyError, hold_run_folder
 from experiments.runner import compile_network, run_id, run_variant, trainer_strategy
 from lightning_modules.evaluation import evaluate_segmentation
 
@@ -27,12 +33,55 @@ class Crash(Callback):
             raise KeyboardInterrupt
 
 
-def quickstart_run(runs_dir, callbacks=(), wandb="disabled"):
+def quickstart_run(runs_dir, callbacks=(), wandb="disabled", **kwargs):
     experiment = get_experiment("quickstart")
     overrides = {"max_epochs": 3}
     return run_variant(
-        experiment, experiment.variant("fcn"), "smoke", runs_dir, overrides, seed=3, wandb=wandb, callbacks=callbacks
+        experiment,
+        experiment.variant("fcn"),
+        "smoke",
+        runs_dir,
+        overrides,
+        seed=3,
+        wandb=wandb,
+        callbacks=callbacks,
+        **kwargs,
     )
+
+
+QUICKSTART_ARGV = ["run", "quickstart", "--profile", "smoke", "--set", "max_epochs=3", "--seed", "3"]
+QUICKSTART_ARGV += ["--wandb", "disabled"]
+
+
+def quickstart_dir(runs_dir: Path) -> Path:
+    """The run folder of :func:`quickstart_run`."""
+    experiment = get_experiment("quickstart")
+    recipe = experiment.recipe("smoke", {"max_epochs": 3}, experiment.variant("fcn"))
+    return runs_dir / "quickstart" / "fcn" / run_id("smoke", recipe, 3)
+
+
+class EveryStepLogging(Callback):
+    """Logs every training step: a smoke epoch's 4 steps are fewer than Lightning's default interval, 50."""
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        trainer.log_every_n_steps = 1
+
+
+class CrashMidEpoch(Callback):
+    """Stands in for a process stopped in the middle of an epoch, after the rows of its first steps were written."""
+
+    def __init__(self, epoch: int, batch: int) -> None:
+        self.epoch, self.batch = epoch, batch
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            raise KeyboardInterrupt
+
+
+def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        return list(reader.fieldnames), list(reader)
 
 
 def test_interrupted_run_resumes_and_ends_like_an_uninterrupted_one(tmp_path):
@@ -93,6 +142,31 @@ def test_a_missing_dataset_is_reported_before_pretrained_weights_are_requested(t
         run_variant(experiment, experiment.variant("FCN-R50"), "paper", tmp_path / "runs", overrides, wandb="disabled")
     assert requested == []
     assert experiment.recipe("paper", overrides, experiment.variant("FCN-R50"))["pretrained"] is True
+
+
+def test_a_resumed_run_logs_every_step_once_like_an_uninterrupted_one(tmp_path):
+    quickstart_run(tmp_path / "reference", callbacks=[EveryStepLogging()])
+    reference_header, reference_rows = read_csv(quickstart_dir(tmp_path / "reference") / "logs" / "metrics.csv")
+    interrupted = tmp_path / "interrupted"
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        quickstart_run(interrupted, callbacks=[EveryStepLogging(), CrashMidEpoch(epoch=2, batch=2)])
+    run_dir = quickstart_dir(interrupted)
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 8
+    log = run_dir / "logs" / "metrics.csv"
+    _, rows = read_csv(log)
+    # Steps 8 and 9 were logged after the checkpoint of epoch 1: the resumed run trains them again.
+    assert [row["step"] for row in rows if row["epoch"] == "2"] == ["8", "9"]
+    with log.open("a") as handle:
+        handle.write("2,10,1.5")  # the row of step 10, cut by a kill while it was written
+    with pytest.warns(UserWarning, match=r"replaced 3 row\(s\) .*\(those from step 8 on, or cut short by a kill\)"):
+        status, _ = quickstart_run(interrupted, callbacks=[EveryStepLogging()])
+    assert status == "finished"
+    header, rows = read_csv(log)
+    assert header == reference_header
+    steps = [(row["epoch"], row["step"], row["train/loss"] != "") for row in rows]
+    assert steps == [(row["epoch"], row["step"], row["train/loss"] != "") for row in reference_rows]
+    assert len(set(steps)) == len(steps) == 12 + 3  # 12 training steps and 3 validations, each once
+    assert rows == reference_rows  # the resumed run logs the numbers of the uninterrupted one
 
 
 def test_finished_variant_is_skipped(tmp_path):
@@ -338,11 +412,120 @@ def test_a_rescoring_row_scores_the_trained_network_of_its_row_without_training(
     assert f"| none: scores {mg.name} |" in capsys.readouterr().out
 
 
+def test_rescoring_again_keeps_the_logs_of_the_trained_row_and_its_own(tmp_path):
+    experiment = get_experiment("danet.strategies")
+    ms, mg = experiment.variant("DANet-R101+DA+MG+MS"), experiment.variant("DANet-R101+DA+MG")
+    run_variant(experiment, ms, "smoke", tmp_path, wandb="disabled")
+    (trained_dir,) = tmp_path.glob(f"danet.strategies/{mg.name}/*")
+    (rescored_dir,) = tmp_path.glob(f"danet.strategies/{ms.name}/*")
+    _, trained_rows = read_csv(trained_dir / "logs" / "metrics.csv")
+    _, rescored_rows = read_csv(rescored_dir / "logs" / "metrics.csv")
+    assert [row["epoch"] for row in trained_rows] == ["0"] and len(rescored_rows) == 1
+    # Both rows killed before their records were written: the trained row validates its final checkpoint
+    # again, the rescoring row rescores it again.
+    (trained_dir / "metrics.json").unlink()
+    (rescored_dir / "metrics.json").unlink()
+    status, _ = run_variant(experiment, ms, "smoke", tmp_path, wandb="disabled")
+    assert status == "finished" and (trained_dir / "metrics.json").is_file()
+    _, trained_after = read_csv(trained_dir / "logs" / "metrics.csv")
+    assert trained_after[:1] == trained_rows and len(trained_after) == 2  # the epoch kept, the new validation added
+    assert trained_after[1]["val/mIoU"] == trained_rows[0]["val/mIoU"]
+    _, rescored_after = read_csv(rescored_dir / "logs" / "metrics.csv")
+    assert rescored_after == rescored_rows  # its validation, once
+
+
+def test_an_unreadable_checkpoint_is_named_and_restart_moves_it_aside(tmp_path, capsys):
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        quickstart_run(tmp_path, callbacks=[Crash(epoch=2)])
+    run_dir = quickstart_dir(tmp_path)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    truncated = last.read_bytes()[:10_000]  # a copy cut short, a full disk
+    last.write_bytes(truncated)
+    message = rf"{re.escape(str(last))} is not a readable checkpoint: truncated zip .*--restart"
+    with pytest.raises(CorruptCheckpointError, match=message):
+        quickstart_run(tmp_path)
+    capsys.readouterr()
+    assert main([*QUICKSTART_ARGV, "--runs-dir", str(tmp_path)]) == 2
+    assert re.search(message, capsys.readouterr().err)
+
+    assert main([*QUICKSTART_ARGV, "--runs-dir", str(tmp_path), "--restart"]) == 0
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert record["resumed_from"] is None and record["timings"]["steps"] == 12
+    (aside,) = (run_dir / "checkpoints").glob("last.ckpt.corrupt-*")
+    assert aside.read_bytes() == truncated
+    (old_log,) = (run_dir / "logs").glob("metrics.csv.restart-*")
+    assert [row["epoch"] for row in read_csv(old_log)[1]] == ["0", "1"]
+    assert [row["epoch"] for row in read_csv(run_dir / "logs" / "metrics.csv")[1]] == ["0", "1", "2"]
+
+
+def test_a_restarted_run_moves_a_readable_checkpoint_aside_and_finished_runs_stay_skipped(tmp_path):
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        quickstart_run(tmp_path, callbacks=[Crash(epoch=1)])
+    run_dir = quickstart_dir(tmp_path)
+    status, record = quickstart_run(tmp_path, restart=True)
+    assert status == "finished" and record["resumed_from"] is None
+    assert len(list((run_dir / "checkpoints").glob("last.ckpt.restart-*"))) == 1
+    assert quickstart_run(tmp_path, restart=True)[0] == "skipped"
+
+
+def test_a_second_command_in_the_same_run_folder_names_the_first_or_waits_for_it(tmp_path, capsys):
+    run_dir = quickstart_dir(tmp_path)
+    held, release = threading.Event(), threading.Event()
+
+    def first_command() -> None:
+        with hold_run_folder(run_dir):
+            held.set()
+            release.wait(timeout=30)
+
+    thread = threading.Thread(target=first_command)
+    thread.start()
+    assert held.wait(timeout=10)
+    busy = rf"{re.escape(str(run_dir))} is in use by pid {os.getpid()} on {re.escape(socket.gethostname())}, started "
+    with pytest.raises(RunFolderBusyError, match=busy + r".*--wait"):
+        quickstart_run(tmp_path)
+    assert main([*QUICKSTART_ARGV, "--runs-dir", str(tmp_path)]) == 2
+    assert re.search(busy, capsys.readouterr().err)
+    assert not (run_dir / "checkpoints").exists()  # it trained nothing
+
+    threading.Timer(1.0, release.set).start()
+    assert main([*QUICKSTART_ARGV, "--runs-dir", str(tmp_path), "--wait"]) == 0
+    thread.join()
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert record["resumed_from"] is None and record["timings"]["steps"] == 12
+    assert (run_dir / "run.lock").read_text() == ""
+
+
+def test_partial_files_of_a_killed_run_are_removed_when_it_runs_again(tmp_path):
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        quickstart_run(tmp_path, callbacks=[Crash(epoch=2)])
+    run_dir = quickstart_dir(tmp_path)
+    partial = [
+        run_dir / "checkpoints" / ".last.ckpt.k2x_9q0a.tmp",  # killed while the checkpoint of epoch 2 was written
+        run_dir / ".metrics.json.0abcdefg.tmp",
+        run_dir / "logs" / ".metrics.csv.zz_zz_zz.tmp",
+    ]
+    kept = [
+        run_dir / "checkpoints" / ".last.ckpt.notes.tmp",  # not a name of ours
+        run_dir / "checkpoints" / "last.ckpt.corrupt-20250101-000000",
+        tmp_path / "quickstart" / "other-run" / "checkpoints" / ".last.ckpt.k2x_9q0a.tmp",
+    ]
+    for path in partial + kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    status, record = quickstart_run(tmp_path)
+    assert status == "finished" and record["resumed_from"].endswith("last.ckpt")
+    assert [path for path in partial if path.exists()] == []
+    assert all(path.exists() for path in kept)
+
+
 def test_a_rescoring_row_names_the_missing_checkpoint(tmp_path):
     experiment = get_experiment("danet.strategies")
     mg = experiment.variant("DANet-R101+DA+MG")
     run_variant(experiment, mg, "smoke", tmp_path, wandb="disabled")
     (checkpoint,) = tmp_path.glob(f"danet.strategies/{mg.name}/*/checkpoints/last.ckpt")
+    checkpoint.write_bytes(checkpoint.read_bytes()[:10_000])
+    with pytest.raises(CorruptCheckpointError, match=r"last\.ckpt is not readable: truncated zip .*Delete .*--restart"):
+        run_variant(experiment, experiment.variant("DANet-R101+DA+MG+MS"), "smoke", tmp_path, wandb="disabled")
     checkpoint.unlink()
     with pytest.raises(FileNotFoundError, match=r"no checkpoint .*last\.ckpt\. Delete .*metrics\.json"):
         run_variant(experiment, experiment.variant("DANet-R101+DA+MG+MS"), "smoke", tmp_path, wandb="disabled")
