@@ -37,7 +37,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from timm.layers import convert_sync_batchnorm
 
@@ -54,7 +54,7 @@ from experiments.run_folder import (
     move_aside,
     remove_partial_files,
 )
-from experiments.tracking import ResumableCSVLogger, WandbMode, make_wandb_logger, wandb_callbacks
+from experiments.tracking import LogEveryEpoch, ResumableCSVLogger, WandbMode, make_wandb_logger, wandb_callbacks
 
 RESULTS_FILE = "metrics.json"
 
@@ -230,6 +230,43 @@ def _build(
     return datamodule, module
 
 
+def best_checkpoint(module: L.LightningModule, run_dir: Path) -> ModelCheckpoint | None:
+    """``checkpoints/best.ckpt``: the epoch with the highest validation ``module.monitor`` (e.g. ``val/mIoU``), or
+    None for a module that names no such score."""
+    monitor = getattr(module, "monitor", None)
+    if monitor is None:
+        return None
+    return ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="best",
+        monitor=monitor,
+        mode="max",
+        save_top_k=1,
+        enable_version_counter=False,
+        auto_insert_metric_name=False,
+    )
+
+
+def describe_run(
+    experiment: Experiment,
+    variant: Variant,
+    recipe: Mapping[str, Any],
+    seed: int,
+    run_dir: Path,
+    trainer: L.Trainer,
+    resume_from: Path | None,
+) -> str:
+    """One line on what trains where: the row, profile, seed, device(s), precision and folder (or checkpoint)."""
+    device = trainer.strategy.root_device
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    devices = f"{trainer.world_size} × {name}" if trainer.world_size > 1 else name
+    start = f"resuming from {resume_from}" if resume_from is not None else f"into {run_dir}"
+    return (
+        f"{experiment.name} / {variant.name}: {recipe['profile']} profile, seed {seed}, {devices}, "
+        f"precision {trainer.precision}, {start}"
+    )
+
+
 def _logging(
     run_dir: Path,
     wandb: WandbMode,
@@ -357,12 +394,16 @@ def _train(
     run = {"experiment": experiment.name, "variant": variant.name, "recipe": recipe, "seed": seed}
     loggers, media = _logging(run_dir, wandb, experiment, variant, recipe, datamodule)
     validated = ValidatedStep()
+    best = best_checkpoint(module, run_dir)
     trainer = L.Trainer(
         default_root_dir=run_dir,
         logger=loggers,
         callbacks=[
             # monitor=None, save_top_k=1: one checkpoint, overwritten at the end of every epoch.
             ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False),
+            *([best] if best is not None else []),
+            LearningRateMonitor(logging_interval="step"),
+            LogEveryEpoch(),
             RunState(run),
             validated,
             *cpu_run_callbacks(experiment, variant, recipe),
@@ -377,6 +418,8 @@ def _train(
     )
     # The code that trains, taken before training: commits made while a long run goes on are not its code.
     code = git_state()
+    if trainer.is_global_zero:
+        print(describe_run(experiment, variant, recipe, seed, run_dir, trainer, resume_from), flush=True)
     started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     timings: dict[str, Any] = {"fit_seconds": time.perf_counter() - started, "steps": trainer.global_step}
@@ -385,6 +428,12 @@ def _train(
         trainer.validate(module, datamodule=datamodule, verbose=False)
         timings["validate_seconds"] = time.perf_counter() - started
     fields = {"resumed_from": str(resume_from) if resume_from is not None else None, "timings": timings}
+    if best is not None and best.best_model_score is not None:
+        fields["best"] = {
+            "metric": best.monitor,
+            "score": float(best.best_model_score),
+            "checkpoint": str(best.best_model_path),
+        }
     record = _record(experiment, variant, recipe, seed, run_dir, trainer, module, code, fields)
     if trainer.is_global_zero:
         write_json_atomic(results, record)

@@ -69,6 +69,9 @@ class ClassificationModule(L.LightningModule):
     in ``last_scores["val"]`` for the results store.
     """
 
+    # The validation score that picks the best checkpoint (higher is better).
+    monitor = "val/top1"
+
     def __init__(
         self,
         network: nn.Module,

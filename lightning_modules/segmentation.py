@@ -59,6 +59,9 @@ class SegmentationModule(L.LightningModule):
             or ``"sliding"``, with the arguments of :func:`lightning_modules.inference.predict`.
     """
 
+    # The validation score that picks the best checkpoint (higher is better).
+    monitor = "val/mIoU"
+
     def __init__(
         self,
         network: nn.Module,

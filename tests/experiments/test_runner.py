@@ -4,6 +4,7 @@ import os
 import re
 import socket
 import threading
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -84,6 +85,16 @@ def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         return list(reader.fieldnames), list(reader)
 
 
+def validation_rows(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The rows of validation scores, one per validation pass (training and learning-rate rows left out)."""
+    return [row for row in rows if row["val/mIoU"]]
+
+
+def row_kind(row: dict[str, str]) -> tuple[str, str, bool, bool]:
+    """(epoch, step, a training row?, a learning-rate row?): each appears once in a run's log."""
+    return row["epoch"], row["step"], row["train/loss"] != "", row.get("lr-SGD/head", "") != ""
+
+
 def test_interrupted_run_resumes_and_ends_like_an_uninterrupted_one(tmp_path):
     _, reference = quickstart_run(tmp_path / "reference")
     interrupted = tmp_path / "interrupted"
@@ -156,16 +167,19 @@ def test_a_resumed_run_logs_every_step_once_like_an_uninterrupted_one(tmp_path):
     _, rows = read_csv(log)
     # Steps 8 and 9 were logged after the checkpoint of epoch 1: the resumed run trains them again.
     assert [row["step"] for row in rows if row["epoch"] == "2"] == ["8", "9"]
+    stale = sum(int(row["step"]) >= 8 for row in rows) + 1  # and the cut row below
     with log.open("a") as handle:
         handle.write("2,10,1.5")  # the row of step 10, cut by a kill while it was written
-    with pytest.warns(UserWarning, match=r"replaced 3 row\(s\) .*\(those from step 8 on, or cut short by a kill\)"):
+    expected = rf"replaced {stale} row\(s\) .*\(those from step 8 on, or cut short by a kill\)"
+    with pytest.warns(UserWarning, match=expected):
         status, _ = quickstart_run(interrupted, callbacks=[EveryStepLogging()])
     assert status == "finished"
     header, rows = read_csv(log)
     assert header == reference_header
-    steps = [(row["epoch"], row["step"], row["train/loss"] != "") for row in rows]
-    assert steps == [(row["epoch"], row["step"], row["train/loss"] != "") for row in reference_rows]
-    assert len(set(steps)) == len(steps) == 12 + 3  # 12 training steps and 3 validations, each once
+    steps = [row_kind(row) for row in rows]
+    assert steps == [row_kind(row) for row in reference_rows]
+    # 12 training steps, their 12 learning rates and 3 validations, each once.
+    assert len(set(steps)) == len(steps) == 12 + 12 + 3
     assert rows == reference_rows  # the resumed run logs the numbers of the uninterrupted one
 
 
@@ -418,7 +432,7 @@ def test_rescoring_again_keeps_the_logs_of_the_trained_row_and_its_own(tmp_path)
     run_variant(experiment, ms, "smoke", tmp_path, wandb="disabled")
     (trained_dir,) = tmp_path.glob(f"danet.strategies/{mg.name}/*")
     (rescored_dir,) = tmp_path.glob(f"danet.strategies/{ms.name}/*")
-    _, trained_rows = read_csv(trained_dir / "logs" / "metrics.csv")
+    trained_rows = validation_rows(read_csv(trained_dir / "logs" / "metrics.csv")[1])
     _, rescored_rows = read_csv(rescored_dir / "logs" / "metrics.csv")
     assert [row["epoch"] for row in trained_rows] == ["0"] and len(rescored_rows) == 1
     # Both rows killed before their records were written: the trained row validates its final checkpoint
@@ -427,7 +441,7 @@ def test_rescoring_again_keeps_the_logs_of_the_trained_row_and_its_own(tmp_path)
     (rescored_dir / "metrics.json").unlink()
     status, _ = run_variant(experiment, ms, "smoke", tmp_path, wandb="disabled")
     assert status == "finished" and (trained_dir / "metrics.json").is_file()
-    _, trained_after = read_csv(trained_dir / "logs" / "metrics.csv")
+    trained_after = validation_rows(read_csv(trained_dir / "logs" / "metrics.csv")[1])
     assert trained_after[:1] == trained_rows and len(trained_after) == 2  # the epoch kept, the new validation added
     assert trained_after[1]["val/mIoU"] == trained_rows[0]["val/mIoU"]
     _, rescored_after = read_csv(rescored_dir / "logs" / "metrics.csv")
@@ -454,8 +468,8 @@ def test_an_unreadable_checkpoint_is_named_and_restart_moves_it_aside(tmp_path, 
     (aside,) = (run_dir / "checkpoints").glob("last.ckpt.corrupt-*")
     assert aside.read_bytes() == truncated
     (old_log,) = (run_dir / "logs").glob("metrics.csv.restart-*")
-    assert [row["epoch"] for row in read_csv(old_log)[1]] == ["0", "1"]
-    assert [row["epoch"] for row in read_csv(run_dir / "logs" / "metrics.csv")[1]] == ["0", "1", "2"]
+    assert [row["epoch"] for row in validation_rows(read_csv(old_log)[1])] == ["0", "1"]
+    assert [row["epoch"] for row in validation_rows(read_csv(run_dir / "logs" / "metrics.csv")[1])] == ["0", "1", "2"]
 
 
 def test_a_restarted_run_moves_a_readable_checkpoint_aside_and_finished_runs_stay_skipped(tmp_path):
@@ -529,3 +543,45 @@ def test_a_rescoring_row_names_the_missing_checkpoint(tmp_path):
     checkpoint.unlink()
     with pytest.raises(FileNotFoundError, match=r"no checkpoint .*last\.ckpt\. Delete .*metrics\.json"):
         run_variant(experiment, experiment.variant("DANet-R101+DA+MG+MS"), "smoke", tmp_path, wandb="disabled")
+
+
+def test_a_run_keeps_its_best_checkpoint_logs_learning_rates_and_every_epochs_training_rows(tmp_path):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, record = quickstart_run(tmp_path)
+    assert not [w for w in caught if "logging interval" in str(w.message)]
+    run_dir = quickstart_dir(tmp_path)
+    _, rows = read_csv(run_dir / "logs" / "metrics.csv")
+    # 4 training batches an epoch, fewer than Lightning's default interval of 50: every epoch still logs one.
+    assert sorted({row["epoch"] for row in rows if row["train/loss"]}) == ["0", "1", "2"]
+    # The poly schedule lr · (1 - step / 12) ** 0.9 of each group, at the steps that were logged.
+    lrs = [
+        (int(row["step"]), float(row["lr-SGD/backbone"]), float(row["lr-SGD/head"]))
+        for row in rows
+        if row["lr-SGD/head"]
+    ]
+    assert [step for step, _, _ in lrs] == [3, 7, 11]
+    for step, backbone, head in lrs:
+        assert backbone == pytest.approx(0.01 * (1 - step / 12) ** 0.9, rel=1e-6)
+        assert head == pytest.approx(10 * backbone, rel=1e-6)
+    # best.ckpt holds the epoch with the highest val/mIoU, and the record says which and how high.
+    scores = [float(row["val/mIoU"]) for row in rows if row["val/mIoU"]]
+    assert record["best"]["metric"] == "val/mIoU"
+    assert record["best"]["score"] == pytest.approx(max(scores), abs=1e-7)
+    best = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=False)
+    assert best["epoch"] == scores.index(max(scores)) and best["run"]["variant"] == "fcn"
+    assert record["best"]["checkpoint"] == str(run_dir / "checkpoints" / "best.ckpt")
+
+
+def test_the_command_line_prints_what_a_user_needs_once(tmp_path):
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "experiments", "run", "quickstart", "--profile", "smoke"]
+    done = subprocess.run(
+        [*command, "--runs-dir", str(tmp_path), "--wandb", "offline"], capture_output=True, text=True, check=True
+    )
+    output = done.stdout + done.stderr
+    for noise in ("Seed set", "GPU available", "TPU available", "Tip:", "anonymous", "logging interval", "Loading `"):
+        assert noise not in output, noise
+    assert output.count("quickstart / fcn: smoke profile, seed 0, cpu, precision 32-true, into ") == 1
