@@ -1,21 +1,22 @@
-"""A warning for a run whose recipe is sized for a GPU but that trains on the CPU.
+"""A note for a run whose recipe is sized for a GPU but that trains on the CPU, and would take long.
 
 The ``small`` and ``paper`` profiles are sized for a GPU: on a CPU one training step of the ``small``
-CamVid recipe takes minutes. :class:`CPURunEstimate` says so once at the start, with the scale of the
-run, and again after a few steps with an estimate of the time it will take, pointing to the README's
-"CPU set" (section "Results"), the same recipe shrunk for a CPU.
+CamVid recipe takes seconds to minutes. :class:`CPURunEstimate` times the first steps and, when the
+rest of the run would take longer than a threshold (30 minutes by default), says so once, with the scale
+of the run and the estimate, pointing to the README's "CPU set" (section "Results"), the same recipe
+shrunk for a CPU. A run that will end soon, such as the CPU set itself, prints nothing.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities import rank_zero_warn
 
 from experiments.base import Experiment, Variant
 
@@ -58,33 +59,39 @@ def describe_scale(trainer: L.Trainer) -> str:
 
 
 class CPURunEstimate(Callback):
-    """Warns, when the run trains on the CPU, of its scale at the start and of its estimated time after a few steps.
+    """Times the first training steps of a run on the CPU and, when the rest would take long, prints one note.
 
     Args:
-        run: what trains, for the messages, e.g. ``"baselines.camvid / fcn (small profile)"``.
+        run: what trains, for the note, e.g. ``"baselines.camvid / fcn (small profile)"``.
         timed_steps: steps timed after the first one (which carries one-off costs) before the estimate.
+        threshold_seconds: the estimated time left above which the note is printed.
         clock: seconds, monotonic (tests pass a fake one).
 
-    Both messages are ``UserWarning``s on rank 0, each given once; nothing happens on a GPU.
+    The note goes to standard error on rank 0; nothing happens on a GPU.
     """
 
-    def __init__(self, run: str, timed_steps: int = 3, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self,
+        run: str,
+        timed_steps: int = 3,
+        threshold_seconds: float = 30 * 60,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         if timed_steps < 1:
             raise ValueError(f"timed_steps must be >= 1, got {timed_steps}.")
         self.run = run
         self.timed_steps = timed_steps
+        self.threshold_seconds = threshold_seconds
         self.clock = clock
         self.active = False
         self.started: tuple[int, float] | None = None  # (global step, clock) at the end of the first step
+        self.scale = ""
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.active = trainer.strategy.root_device.type == "cpu"
         self.started = None
-        if self.active:
-            rank_zero_warn(
-                f"{self.run} is sized for a GPU and trains on the CPU: {describe_scale(trainer)}. "
-                f"An estimate of its time follows after {plural(self.timed_steps + 1, 'step')}. {CPU_SET_HINT}"
-            )
+        # The scale as the run starts: the steps a resumed run did before are not this run's.
+        self.scale = describe_scale(trainer) if self.active else ""
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -102,15 +109,14 @@ class CPURunEstimate(Callback):
         self.active = False
         per_step = (now - start) / timed
         left = trainer.estimated_stepping_batches - trainer.global_step
-        if left <= 0:
+        if left <= 0 or per_step * left < self.threshold_seconds or not trainer.is_global_zero:
             return
-        if math.isinf(left):
-            estimate = "a run without end"
-        else:
-            estimate = f"about {format_duration(per_step * left)} for the {plural(int(left), 'step')} left"
-        rank_zero_warn(
-            f"{self.run} on the CPU: {per_step:.1f} s per training step over {plural(timed, 'step')}, so "
-            f"{estimate} (validation not included). {CPU_SET_HINT}"
+        estimate = "no end" if math.isinf(left) else f"about {format_duration(per_step * left)} for the steps left"
+        print(
+            f"note: {self.run} is sized for a GPU and trains on the CPU: {self.scale}, "
+            f"{per_step:.1f} s per step, so {estimate} (validation not included). {CPU_SET_HINT}",
+            file=sys.stderr,
+            flush=True,
         )
 
 
