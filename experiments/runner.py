@@ -54,7 +54,14 @@ from experiments.run_folder import (
     move_aside,
     remove_partial_files,
 )
-from experiments.tracking import LogEveryEpoch, ResumableCSVLogger, WandbMode, make_wandb_logger, wandb_callbacks
+from experiments.tracking import (
+    LogEveryEpoch,
+    ResumableCSVLogger,
+    WandbMode,
+    finishing_wandb,
+    make_wandb_logger,
+    wandb_callbacks,
+)
 
 RESULTS_FILE = "metrics.json"
 
@@ -363,7 +370,7 @@ def run_variant(
         )
     recipe = experiment.recipe(profile, overrides, variant)
     run_dir = Path(runs_dir) / experiment.name / variant.name / run_id(profile, recipe, seed)
-    with _holding(run_dir, wait):
+    with _holding(run_dir, wait), finishing_wandb():
         return _train(experiment, variant, recipe, seed, run_dir, wandb, devices, num_nodes, callbacks, restart)
 
 
@@ -458,7 +465,7 @@ def rescore(
     ``recipe`` is the one that trained it; the record goes to ``run_dir``. Skipped when finished.
     ``run_dir`` is locked as in :func:`run_variant` (``wait`` likewise).
     """
-    with _holding(run_dir, wait):
+    with _holding(run_dir, wait), finishing_wandb():
         return _rescore(experiment, variant, recipe, seed, source_dir, run_dir, wandb, devices, num_nodes, callbacks)
 
 

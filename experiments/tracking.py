@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
 import uuid
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,6 +45,15 @@ def _netrc_or_env() -> bool:
     return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
 
 
+def wandb_tags(experiment: Experiment, recipe: Mapping[str, Any]) -> list[str]:
+    """The run's W&B tags: the experiment's family (``danet``), the experiment (``danet.ablation``) and the profile.
+
+    W&B refuses tags over 64 characters (and then no run starts), which a table's title often is: the paper and
+    the table go in the run's config instead.
+    """
+    return [experiment.name.split(".")[0], experiment.name, recipe["profile"]]
+
+
 def make_wandb_logger(
     mode: WandbMode, run_dir: Path, experiment: Experiment, variant: Variant, recipe: Mapping[str, Any]
 ) -> WandbLogger | None:
@@ -67,8 +78,8 @@ def make_wandb_logger(
         project=PROJECT,
         name=variant.name,
         group=experiment.name,
-        tags=[experiment.paper, experiment.table, recipe["profile"]],
-        config=dict(recipe),
+        tags=wandb_tags(experiment, recipe),
+        config={"paper": experiment.paper, "table": experiment.table, **recipe},
         save_dir=str(run_dir),
         offline=mode == "offline",
         id=run_id,
@@ -243,3 +254,20 @@ class LogEveryEpoch(Callback):
             return
         batches = len(trainer.datamodule.train_dataloader())
         trainer.log_every_n_steps = max(1, min(trainer.log_every_n_steps, batches))
+
+
+@contextmanager
+def finishing_wandb() -> Iterator[None]:
+    """Ends the W&B run that the body started, if any, when the body ends (with exit code 1 when it raised).
+
+    Lightning's ``WandbLogger`` never calls ``wandb.finish``: without it the next variant of the same command
+    would log into this variant's W&B run ("There is a wandb run already in progress ... will reuse this run").
+    """
+    failed = True
+    try:
+        yield
+        failed = False
+    finally:
+        wandb = sys.modules.get("wandb")  # imported only when a W&B logger was made
+        if wandb is not None and wandb.run is not None:
+            wandb.finish(exit_code=1 if failed else 0)

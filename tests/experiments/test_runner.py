@@ -585,3 +585,44 @@ def test_the_command_line_prints_what_a_user_needs_once(tmp_path):
     for noise in ("Seed set", "GPU available", "TPU available", "Tip:", "anonymous", "logging interval", "Loading `"):
         assert noise not in output, noise
     assert output.count("quickstart / fcn: smoke profile, seed 0, cpu, precision 32-true, into ") == 1
+
+
+@pytest.mark.parametrize("name", experiment_names())
+def test_wandb_tags_are_ones_wandb_accepts(name):
+    from experiments.tracking import wandb_tags
+
+    experiment = get_experiment(name)
+    tags = wandb_tags(experiment, experiment.recipe(next(iter(experiment.recipes))))
+    assert tags[1] == name and all(1 <= len(tag) <= 64 for tag in tags)
+
+
+def test_wandb_starts_for_an_experiment_with_a_long_table_title(tmp_path):
+    from experiments.tracking import make_wandb_logger
+
+    experiment = get_experiment("danet.ablation")
+    assert len(experiment.table) > 64  # W&B refused such a title as a tag, and the run went without W&B
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "W&B could not start" would fail the test
+        logger = make_wandb_logger(
+            "offline", tmp_path, experiment, experiment.variant("DANet-R50"), experiment.recipe("smoke")
+        )
+    assert logger is not None and logger.experiment.config["table"] == experiment.table
+    logger.experiment.finish()
+
+
+def test_each_run_of_one_process_gets_its_own_wandb_run(tmp_path):
+    import wandb
+
+    experiment = get_experiment("quickstart")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for seed in (0, 1):
+            run_variant(experiment, experiment.variant("fcn"), "smoke", tmp_path, seed=seed, wandb="offline")
+            assert wandb.run is None  # finished with its variant
+    assert not [w for w in caught if "already in progress" in str(w.message)]
+    ids = []
+    for run_dir in sorted(tmp_path.glob("quickstart/fcn/*")):
+        (offline,) = run_dir.glob("wandb/offline-run-*")  # each run folder has its own W&B run
+        ids.append((run_dir / "wandb_id").read_text())
+        assert offline.name.endswith(ids[-1])
+    assert len(set(ids)) == 2
