@@ -24,8 +24,8 @@ CAMVID_ROOT = str(DATA_ROOT / "camvid")
 
 # The speed switches of every segmentation recipe, each a ``--set`` away from off (README, "GPU performance";
 # benchmarks/training_step.py measures them): ``precision="auto"`` is bf16-mixed on a CUDA GPU with bf16 and
-# 32-true elsewhere (a CPU's bf16 is slower than its fp32); ``channels_last="auto"`` keeps weights and
-# activations NHWC on a CUDA GPU only (on the 2-core CPU it made the Lite0 step 20-34 % slower);
+# 32-true elsewhere (CPU runs keep the official code's fp32); ``channels_last="auto"`` keeps weights and
+# activations NHWC on a CUDA GPU only (CPU timings disagree between machines: README, "GPU performance");
 # ``compile`` runs ``torch.compile`` on the network; ``cudnn_benchmark`` lets cuDNN time its algorithms.
 RUNTIME: dict[str, Any] = dict(precision="auto", channels_last="auto", compile=False, cudnn_benchmark=True)
 
