@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ast
-import logging
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,10 @@ def parse_assignment(text: str) -> tuple[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments",
+        description="Reproduce the papers' tables: list the experiments, run them, tabulate and evaluate the runs.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="experiments, their variants and the paper's numbers")
     run = commands.add_parser("run", help="train and validate the variants of an experiment")
@@ -187,18 +188,10 @@ def table(args: argparse.Namespace) -> None:
     print(f"\nchart: {path}" if path else f"\nno chart: {experiment.name} has no paper number and no run yet.")
 
 
-def quiet_lightning() -> None:
-    """Leave out Lightning's start-up notes ("GPU available", "TPU available", "Seed set to", advertising tips,
-    "Loading `train_dataloader`..."): the runner prints one line with the device and precision instead.
-    Lightning's warnings still show (they go through ``warnings``, not these loggers)."""
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # Lightning 2.6 on torch 2.14 warns about its own use of a deprecated pytree API at every step.
-    warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+    from experiments.tracking import quiet_lightning
+
     quiet_lightning()
     try:
         if args.command == "list":

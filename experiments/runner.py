@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -105,6 +106,19 @@ class ValidatedStep(Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
             self.step = trainer.global_step
+
+
+class InterruptNote(Callback):
+    """On Ctrl-C, says what the interrupted run keeps and how to go on (Lightning then exits with code 1)."""
+
+    def __init__(self, last: Path) -> None:
+        self.last = last
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if not isinstance(exception, KeyboardInterrupt) or not trainer.is_global_zero:
+            return
+        kept = f"its last checkpoint, {self.last}" if self.last.is_file() else "no checkpoint (one per epoch)"
+        print(f"interrupted: the run keeps {kept}; the same command resumes it.", file=sys.stderr, flush=True)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -411,6 +425,7 @@ def _train(
             *([best] if best is not None else []),
             LearningRateMonitor(logging_interval="step"),
             LogEveryEpoch(),
+            InterruptNote(run_dir / "checkpoints" / "last.ckpt"),
             RunState(run),
             validated,
             *cpu_run_callbacks(experiment, variant, recipe),

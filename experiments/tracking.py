@@ -12,6 +12,7 @@ every logged step exactly once.
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import sys
 import uuid
@@ -271,3 +272,18 @@ def finishing_wandb() -> Iterator[None]:
         wandb = sys.modules.get("wandb")  # imported only when a W&B logger was made
         if wandb is not None and wandb.run is not None:
             wandb.finish(exit_code=1 if failed else 0)
+
+
+def quiet_lightning() -> None:
+    """Keep what a user can act on from Lightning's console output, for the command line and the notebooks.
+
+    Left out: Lightning's start-up notes ("GPU available", "TPU available", "Seed set to", advertising tips,
+    "Loading `train_dataloader`..."; the runner prints one line with the device and precision instead), its
+    note that a run folder's checkpoint directory is not empty (the runner resumes from it on purpose), and
+    the FutureWarning of Lightning 2.6 on torch 2.14 about its own use of a deprecated pytree API. Lightning's
+    other warnings still show.
+    """
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")

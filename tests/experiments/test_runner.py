@@ -95,12 +95,15 @@ def row_kind(row: dict[str, str]) -> tuple[str, str, bool, bool]:
     return row["epoch"], row["step"], row["train/loss"] != "", row.get("lr-SGD/head", "") != ""
 
 
-def test_interrupted_run_resumes_and_ends_like_an_uninterrupted_one(tmp_path):
+def test_interrupted_run_resumes_and_ends_like_an_uninterrupted_one(tmp_path, capsys):
     _, reference = quickstart_run(tmp_path / "reference")
     interrupted = tmp_path / "interrupted"
     with pytest.raises((KeyboardInterrupt, SystemExit)):
         quickstart_run(interrupted, callbacks=[Crash(epoch=2)])
     (run_dir,) = interrupted.glob("quickstart/fcn/*")
+    last = run_dir / "checkpoints" / "last.ckpt"
+    note = f"interrupted: the run keeps its last checkpoint, {last}; the same command resumes it.\n"
+    assert capsys.readouterr().err.endswith(note)
     assert (run_dir / "checkpoints" / "last.ckpt").is_file() and not (run_dir / "metrics.json").exists()
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 1
     status, resumed = quickstart_run(interrupted)
