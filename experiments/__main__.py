@@ -18,7 +18,10 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     """``"lr=0.01"`` → ``("lr", 0.01)``; values are Python literals, anything else a string."""
     key, sep, value = text.partition("=")
     if not sep or not key:
-        raise argparse.ArgumentTypeError(f"--set expects key=value, got {text!r}.")
+        raise argparse.ArgumentTypeError(
+            f"--set expects key=value, got {text!r}. --set takes every word after it: put the experiment's name "
+            "first (run NAME --set key=value ...)."
+        )
     try:
         return key, ast.literal_eval(value)
     except (ValueError, SyntaxError):
@@ -37,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--variant", action="append", help="run only this variant (repeatable)")
     run.add_argument("--profile", default="small", choices=PROFILES, help="budget (default: small)")
     run.add_argument("--runs-dir", default="runs", help="results store (default: ./runs)")
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--seed", type=int, default=0, help="random seed of the run (default: 0; part of its run id)")
     run.add_argument("--devices", default="auto", type=_devices, help="devices per node (Lightning DDP when > 1)")
     run.add_argument("--num-nodes", type=int, default=1, help="nodes (SLURM: one task per device)")
     run.add_argument("--wandb", default="offline", choices=WANDB_MODES, help="Weights & Biases mode (default: offline)")
@@ -73,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--data", help="dataset name (default: the run's own DataModule and its settings)")
     evaluate.add_argument("--root", help="dataset folder (default: the run's recipe; needed with another --data)")
-    evaluate.add_argument("--split", default="test", choices=("val", "test"))
+    evaluate.add_argument("--split", default="test", choices=("val", "test"), help="split to score (default: test)")
     evaluate.add_argument("--multi-scale", action="store_true", help="scales 0.5..1.75")
     evaluate.add_argument("--flip", action="store_true", help="average with the horizontally flipped image")
     evaluate.add_argument(

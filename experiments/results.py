@@ -6,7 +6,6 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
 import textwrap
 from collections.abc import Mapping, Sequence
 from importlib import metadata
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from experiments.run_folder import atomic_temp_file
 from lightning_modules.inference import DEFAULT_SCALES
 
 if TYPE_CHECKING:
@@ -27,15 +27,15 @@ def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:
     """Write ``payload`` as JSON so that ``path`` holds either the old or the new file, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = atomic_temp_file(path)
     try:
-        with os.fdopen(fd, "w") as handle:
+        with tmp.open("w") as handle:
             json.dump(payload, handle, indent=2, sort_keys=True)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

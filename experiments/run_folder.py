@@ -48,9 +48,16 @@ class CorruptCheckpointError(ValueError):
 
 def atomic_temp_file(path: Path) -> Path:
     """An empty new file beside ``path``, named ``.<name>.<8 random characters>.tmp``, to write and then rename
-    onto ``path``; :func:`remove_partial_files` knows the pattern."""
+    onto ``path``; :func:`remove_partial_files` knows the pattern.
+
+    Its permissions are those of a plainly created file (``0o666`` less the umask): ``mkstemp`` makes it
+    readable by its owner only, which would lock the other users of a shared results store out.
+    """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     return Path(tmp)
 
 

@@ -195,8 +195,7 @@ def test_eval_on_named_data_keeps_the_runs_evaluation_size_and_prints_the_protoc
     tiny = ["backbone=test_resnet", "pretrained=False", "max_epochs=1", "base_size=40", "crop_size=(32,32)"]
     recipe = ["--set", f"root={root}", *tiny, "eval_short_side=20", "batch_size=2", "num_workers=0"]
     argv = ["run", "baselines.camvid", "--variant", "fcn", "--runs-dir", str(tmp_path / "runs"), "--wandb", "disabled"]
-    with pytest.warns(UserWarning, match="is sized for a GPU and trains on the CPU"):
-        assert main([*argv, *recipe]) == 0
+    assert main([*argv, *recipe]) == 0
     (ckpt,) = (tmp_path / "runs").glob("baselines.camvid/fcn/*/checkpoints/last.ckpt")
     result = ckpt.parent.parent / "eval-test.json"
     capsys.readouterr()
@@ -255,3 +254,11 @@ def test_cli_choices_are_the_ones_the_code_accepts():
     from lightning_modules.inference import COMBINES
 
     assert choices.COMBINES == COMBINES
+
+
+def test_set_before_the_experiment_name_says_where_the_name_goes(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["run", "--set", "max_epochs=2", "quickstart"])
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert "--set expects key=value, got 'quickstart'" in err and "put the experiment's name first" in err

@@ -629,3 +629,15 @@ def test_each_run_of_one_process_gets_its_own_wandb_run(tmp_path):
         ids.append((run_dir / "wandb_id").read_text())
         assert offline.name.endswith(ids[-1])
     assert len(set(ids)) == 2
+
+
+def test_a_runs_files_are_readable_by_the_other_users_of_a_shared_store(tmp_path):
+    # tempfile.mkstemp, behind the atomic writes, creates files readable by their owner only (0600).
+    umask = os.umask(0o022)
+    try:
+        quickstart_run(tmp_path)
+    finally:
+        os.umask(umask)
+    run_dir = quickstart_dir(tmp_path)
+    for path in ("metrics.json", "checkpoints/last.ckpt", "checkpoints/best.ckpt", "logs/metrics.csv"):
+        assert (run_dir / path).stat().st_mode & 0o777 == 0o644, path
