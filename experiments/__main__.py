@@ -135,14 +135,16 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
 
     (first, first_label), (second, second_label) = headline_metrics(list(records))
     lines = [
-        f"| experiment | variant | profile | val {first_label} | val {second_label} | fit time (s) | hardware |",
+        f"| experiment | variant | profile | val {first_label} (%) | val {second_label} (%) "
+        "| fit time (s) | hardware |",
         "|---|---|---|---:|---:|---:|---|",
     ]
     for record in records:
         metrics = record["metrics"]
         lines.append(
             f"| {record['experiment']} | {record['variant']} | {record['profile']} "
-            f"| {metrics.get(f'val/{first}', float('nan')):.4f} | {metrics.get(f'val/{second}', float('nan')):.4f} "
+            f"| {100 * metrics.get(f'val/{first}', float('nan')):.1f} "
+            f"| {100 * metrics.get(f'val/{second}', float('nan')):.1f} "
             f"| {fit_time(record)} | {record['hardware']['device']} |"
         )
     return "\n".join(lines)

@@ -202,26 +202,32 @@ def evaluate_checkpoint(
     return record
 
 
+def percent(fraction: float) -> str:
+    """A score in [0, 1] as a percentage with two decimals, as the command line prints every score."""
+    return f"{100 * fraction:.2f}"
+
+
 def format_evaluation(record: Mapping[str, Any]) -> str:
-    """Markdown: the overall scores, then per-class IoU and boundary F."""
+    """Markdown, scores in %: the overall scores, then per-class IoU and boundary F (``eval-<split>.json`` keeps
+    the fractions)."""
     thresholds = list(record["boundary_F"])
     lines = [
         f"{record['experiment']} / {record['variant']} ({record['profile']} profile), split {record['split']}, "
-        f"protocol {record['protocol']}, device {record['device']}",
+        f"device {record['device']}; scores in %",
         "",
         "| mIoU | pixel acc | mean class acc | " + " | ".join(f"boundary F @{t}" for t in thresholds) + " |",
         "|---:|---:|---:|" + "---:|" * len(thresholds),
-        f"| {record['mIoU']:.4f} | {record['pixel_acc']:.4f} | {record['mean_class_acc']:.4f} | "
-        + " | ".join(f"{record['boundary_F'][t]:.4f}" for t in thresholds)
+        f"| {percent(record['mIoU'])} | {percent(record['pixel_acc'])} | {percent(record['mean_class_acc'])} | "
+        + " | ".join(percent(record["boundary_F"][t]) for t in thresholds)
         + " |",
         "",
         "| class | IoU | " + " | ".join(f"F @{t}" for t in thresholds) + " |",
         "|---|---:|" + "---:|" * len(thresholds),
     ]
     for name, iou in record["iou_per_class"].items():
-        f_values = " | ".join(f"{record['boundary_F_per_class'][t][name]:.4f}" for t in thresholds)
-        lines.append(f"| {name} | {iou:.4f} | {f_values} |")
+        f_values = " | ".join(percent(record["boundary_F_per_class"][t][name]) for t in thresholds)
+        lines.append(f"| {name} | {percent(iou)} | {f_values} |")
     if record["crop_factor_mIoU"]:
         lines += ["", "| crop factor (px) | mIoU |", "|---:|---:|"]
-        lines += [f"| {crop} | {value:.4f} |" for crop, value in record["crop_factor_mIoU"].items()]
+        lines += [f"| {crop} | {percent(value)} |" for crop, value in record["crop_factor_mIoU"].items()]
     return "\n".join(lines)

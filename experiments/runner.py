@@ -28,7 +28,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -89,6 +89,31 @@ class RunState(Callback):
             states = dict(checkpoint["rng_states"])
             name, keys, *rest = states["numpy"]
             _set_rng_states({**states, "numpy": (name, keys.numpy(), *rest)})
+
+
+class FitTime(Callback):
+    """The training time of a run over all its attempts, in seconds: this attempt's, plus the time that the
+    checkpoint it resumed from had recorded (``checkpoint["fit_seconds"]``). Work done after an interrupted
+    attempt's last checkpoint is done again, so it counts once.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.clock = clock
+        self.before = 0.0
+        self.started: float | None = None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.started = self.clock()
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        self.before = float(checkpoint.get("fit_seconds", 0.0))
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        checkpoint["fit_seconds"] = self.seconds()
+
+    def seconds(self) -> float:
+        """The time so far (0 for the current attempt before its fit starts)."""
+        return self.before + (0.0 if self.started is None else self.clock() - self.started)
 
 
 class ValidatedStep(Callback):
@@ -415,6 +440,7 @@ def _train(
     run = {"experiment": experiment.name, "variant": variant.name, "recipe": recipe, "seed": seed}
     loggers, media = _logging(run_dir, wandb, experiment, variant, recipe, datamodule)
     validated = ValidatedStep()
+    fit_time = FitTime()
     best = best_checkpoint(module, run_dir)
     trainer = L.Trainer(
         default_root_dir=run_dir,
@@ -427,6 +453,7 @@ def _train(
             LogEveryEpoch(),
             InterruptNote(run_dir / "checkpoints" / "last.ckpt"),
             RunState(run),
+            fit_time,
             validated,
             *cpu_run_callbacks(experiment, variant, recipe),
             *media,
@@ -442,9 +469,8 @@ def _train(
     code = git_state()
     if trainer.is_global_zero:
         print(describe_run(experiment, variant, recipe, seed, run_dir, trainer, resume_from), flush=True)
-    started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
-    timings: dict[str, Any] = {"fit_seconds": time.perf_counter() - started, "steps": trainer.global_step}
+    timings: dict[str, Any] = {"fit_seconds": fit_time.seconds(), "steps": trainer.global_step}
     if validated.step != trainer.global_step:
         started = time.perf_counter()
         trainer.validate(module, datamodule=datamodule, verbose=False)

@@ -23,7 +23,7 @@ def test_quickstart_smoke_writes_metrics_and_prints_table(tmp_path, capsys):
     assert (path.parent / "checkpoints" / "last.ckpt").is_file()
     assert not list(path.parent.glob(".metrics.json.*"))
     out = capsys.readouterr().out
-    assert f"| quickstart | fcn | smoke | {record['metrics']['val/mIoU']:.4f} |" in out
+    assert f"| quickstart | fcn | smoke | {100 * record['metrics']['val/mIoU']:.1f} |" in out
 
 
 @pytest.mark.parametrize("name", experiment_names())
@@ -85,7 +85,7 @@ def test_eval_rebuilds_the_network_from_a_checkpoint(tmp_path, capsys):
     assert record["protocol"] == {"mode": "multiscale", "flip": True, "scales": [1.0]}
     assert record["crop_factor_mIoU"]["0"] == record["mIoU"]
     assert set(record["boundary_F"]) == {"0.00088", "0.001875", "0.00375", "0.005"}
-    assert f"| {record['mIoU']:.4f} | {record['pixel_acc']:.4f} |" in out
+    assert f"| {100 * record['mIoU']:.2f} | {100 * record['pixel_acc']:.2f} |" in out
     assert "| class | IoU |" in out
     argv = ["eval", "--ckpt", str(ckpt), "--split", "val", "--multi-scale", "--flip", "--combine", "exp_sum"]
     assert main([*argv, "--device", "cpu"]) == 0

@@ -105,10 +105,13 @@ def test_interrupted_run_resumes_and_ends_like_an_uninterrupted_one(tmp_path, ca
     note = f"interrupted: the run keeps its last checkpoint, {last}; the same command resumes it.\n"
     assert capsys.readouterr().err.endswith(note)
     assert (run_dir / "checkpoints" / "last.ckpt").is_file() and not (run_dir / "metrics.json").exists()
-    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 1
+    interrupted_checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert interrupted_checkpoint["epoch"] == 1
     status, resumed = quickstart_run(interrupted)
     assert status == "finished" and resumed["resumed_from"].endswith("last.ckpt")
     assert resumed["timings"]["steps"] == reference["timings"]["steps"]
+    # The fit time counts the interrupted attempt up to its checkpoint as well as the resumed one.
+    assert resumed["timings"]["fit_seconds"] > interrupted_checkpoint["fit_seconds"] > 0
     assert resumed["metrics"] == reference["metrics"]
     assert resumed["per_class"] == reference["per_class"]
 
@@ -641,3 +644,16 @@ def test_a_runs_files_are_readable_by_the_other_users_of_a_shared_store(tmp_path
     run_dir = quickstart_dir(tmp_path)
     for path in ("metrics.json", "checkpoints/last.ckpt", "checkpoints/best.ckpt", "logs/metrics.csv"):
         assert (run_dir / path).stat().st_mode & 0o777 == 0o644, path
+
+
+def test_fit_time_adds_the_time_its_checkpoint_recorded():
+    from experiments.runner import FitTime
+
+    clock = iter([10.0, 14.0, 15.5])
+    fit_time = FitTime(clock=lambda: next(clock))
+    fit_time.on_load_checkpoint(None, None, {"fit_seconds": 100.0})  # the earlier attempts: 100 s
+    fit_time.on_fit_start(None, None)  # this attempt starts at 10 s
+    checkpoint: dict = {}
+    fit_time.on_save_checkpoint(None, None, checkpoint)  # at 14 s
+    assert checkpoint["fit_seconds"] == 104.0
+    assert fit_time.seconds() == 105.5
