@@ -190,7 +190,7 @@ def table(args: argparse.Namespace) -> None:
         print(f"warning: {problem} Left out of the table.", file=sys.stderr)
     print(paper_table(experiment, records, args.runs_dir))
     path = plot_paper_table(experiment, records, Path(args.runs_dir) / experiment.name / "table.png")
-    print(f"\nchart: {path}" if path else f"\nno chart: {experiment.name} has no paper number and no run yet.")
+    print(f"\nchart: {path}" if path else f"\nno chart: {experiment.name} has no run and no paper number to plot yet.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

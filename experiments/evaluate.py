@@ -11,7 +11,7 @@ import torch
 
 from experiments.base import check_recipe_value, get_experiment
 from experiments.builders import datamodule_class
-from experiments.results import write_json_atomic
+from experiments.results import describe_protocol, write_json_atomic
 from lightning_modules.evaluation import evaluate_segmentation
 from lightning_modules.inference import COMBINES
 
@@ -135,12 +135,13 @@ def data_protocol(datamodule: L.LightningDataModule, data: str | None, recipe: M
 def describe_evaluation(
     run: Mapping[str, Any], split: str, data: Mapping[str, Any], inference: Mapping[str, Any]
 ) -> str:
-    """One line saying what is scored, on what, at what size, how, e.g. for ``eval`` to print before it starts."""
-    size = "full image" if data["eval_short_side"] is None else f"shorter side {data['eval_short_side']} px"
+    """One line saying what is scored, on what, how and at what size, e.g. for ``eval`` to print before it starts:
+    ``"evaluating quickstart / fcn (small profile) on synthetic, split val: flip + single scale, full resolution"``.
+    """
     where = f" in {data['root']}" if data["root"] is not None else ""
     return (
         f"evaluating {run['experiment']} / {run['variant']} ({run['recipe'].get('profile')} profile) on "
-        f"{data['data']}{where}, split {split}, evaluation size {size}, inference {dict(inference)}"
+        f"{data['data']}{where}, split {split}: {describe_protocol(inference, data['eval_short_side'])}"
     )
 
 

@@ -201,12 +201,12 @@ def test_eval_on_named_data_keeps_the_runs_evaluation_size_and_prints_the_protoc
     capsys.readouterr()
     argv = ["eval", "--ckpt", str(ckpt), "--data", "camvid", "--root", str(root), "--device", "cpu"]
     assert main(argv) == 0
-    protocol = f"on camvid in {root}, split test, evaluation size shorter side 20 px, inference {{'mode': 'single'}}\n"
+    protocol = f"on camvid in {root}, split test: single scale, 20 px short side\n"
     assert capsys.readouterr().out.startswith(f"evaluating baselines.camvid / fcn (small profile) {protocol}")
     record = json.loads(result.read_text())
     assert (record["data"], record["root"], record["eval_short_side"]) == ("camvid", str(root), 20)
     assert main([*argv, "--set", "eval_short_side=None"]) == 0
-    assert "split test, evaluation size full image, inference" in capsys.readouterr().out
+    assert "split test: single scale, full resolution\n" in capsys.readouterr().out
     assert json.loads(result.read_text())["eval_short_side"] is None
     assert main([*argv[:-2], "--set", "eval_short_side=None", "num_workers=0"]) == 0  # --root alone: the run's data
     assert json.loads(result.read_text())["root"] == str(root)

@@ -114,7 +114,7 @@ def test_no_chart_without_paper_numbers_or_runs(tmp_path, capsys):
     assert paper_chart(experiment, []) is None
     assert plot_paper_table(experiment, [], tmp_path / "table.png") is None
     assert main(["table", experiment.name, "--runs-dir", str(tmp_path)]) == 0
-    assert capsys.readouterr().out.endswith("\nno chart: quickstart has no paper number and no run yet.\n")
+    assert capsys.readouterr().out.endswith("\nno chart: quickstart has no run and no paper number to plot yet.\n")
     assert not list(tmp_path.rglob("*.png"))
 
 
