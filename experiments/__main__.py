@@ -28,6 +28,20 @@ def parse_assignment(text: str) -> tuple[str, Any]:
         return key, value
 
 
+def add_set_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--set KEY=VALUE ...`` into ``overrides``: several pairs after one ``--set``, and ``--set`` repeatable."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="extend",
+        nargs="+",
+        default=[],
+        type=parse_assignment,
+        metavar="KEY=VALUE",
+        help=help,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m experiments",
@@ -44,16 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--devices", default="auto", type=_devices, help="devices per node (Lightning DDP when > 1)")
     run.add_argument("--num-nodes", type=int, default=1, help="nodes (SLURM: one task per device)")
     run.add_argument("--wandb", default="offline", choices=WANDB_MODES, help="Weights & Biases mode (default: offline)")
-    run.add_argument(
-        "--set",
-        dest="overrides",
-        action="extend",
-        nargs="+",
-        default=[],
-        type=parse_assignment,
-        metavar="KEY=VALUE",
-        help="override recipe settings, e.g. --set max_epochs=2 lr=0.02 (repeatable)",
-    )
+    add_set_option(run, "override recipe settings, e.g. --set max_epochs=2 lr=0.02 (repeatable)")
     run.add_argument(
         "--restart",
         action="store_true",
@@ -97,16 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Gated-SCNN's distance-based evaluation, e.g. 0 100 200 300 400",
     )
     evaluate.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    evaluate.add_argument(
-        "--set",
-        dest="overrides",
-        action="extend",
-        nargs="+",
-        default=[],
-        type=parse_assignment,
-        metavar="KEY=VALUE",
-        help="change the run's data settings, e.g. --set eval_short_side=None (default: the run's recipe)",
-    )
+    add_set_option(evaluate, "change the run's data settings, e.g. --set eval_short_side=None (default: its recipe)")
     return parser
 
 
