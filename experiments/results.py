@@ -388,7 +388,9 @@ def paper_chart(experiment: Any, records: list[dict[str, Any]]) -> Figure | None
     axes.set_ylabel(f"{label} (%), measured on val")
     # About 13 characters of 9-point text per inch of the axes.
     heading = textwrap.fill(f"{experiment.paper}: {experiment.table}", width=int(13 * 0.7 * figure.get_figwidth()))
-    axes.set_title(f"{heading}\n{label} (%): the paper's number vs measured on the val split", fontsize=9)
+    has_paper = any(name == "paper" for name, _ in series)
+    compared = "the paper's number vs measured on the val split" if has_paper else "measured on the val split"
+    axes.set_title(f"{heading}\n{label} (%): {compared}", fontsize=9)
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, fontsize=8)
     return figure
 

@@ -171,12 +171,14 @@ def test_chart_of_a_run_without_paper_numbers():
     figure = paper_chart(experiment, [make_record(experiment, "fcn", "smoke", 0.0)])
     assert_readable(figure, "val", "mIoU")  # a 0 % run: the axis still starts at 0, not below
     assert bars(figure) == {"measured val (smoke profile)": [0.0]}
+    assert figure.axes[0].get_title().endswith("\nmIoU (%): measured on the val split")  # no paper number to name
 
 
 def test_classification_chart_takes_top1_from_the_paper_without_runs():
     figure = paper_chart(get_experiment("attention_blocks.imagenet"), [])
     assert_readable(figure, "val", "top-1")
     assert bars(figure)["paper"][:2] == [75.44, 76.71]
+    assert figure.axes[0].get_title().endswith("top-1 (%): the paper's number vs measured on the val split")
 
 
 def test_notebooks_find_the_runs_at_the_repository_root(monkeypatch, tmp_path):
