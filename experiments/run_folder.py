@@ -31,7 +31,7 @@ from filelock import FileLock, Timeout
 
 LOCK_FILE = "run.lock"
 # The files of a run written through atomic_temp_file, each beside its own temporary files.
-ATOMIC_FILES = ("metrics.json", "checkpoints/last.ckpt", "logs/metrics.csv")
+ATOMIC_FILES = ("metrics.json", "checkpoints/last.ckpt", "checkpoints/best.ckpt", "logs/metrics.csv")
 # tempfile.mkstemp's names: prefix, 8 characters of [a-z0-9_], suffix.
 _PARTIAL = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")
 

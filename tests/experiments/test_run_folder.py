@@ -103,7 +103,8 @@ def test_only_partial_files_of_our_own_pattern_are_removed(tmp_path):
     run_dir = tmp_path / "run"
     for folder in (run_dir / "checkpoints", run_dir / "logs"):
         folder.mkdir(parents=True)
-    ours = [atomic_temp_file(run_dir / name) for name in ("metrics.json", "checkpoints/last.ckpt", "logs/metrics.csv")]
+    names = ("metrics.json", "checkpoints/last.ckpt", "checkpoints/best.ckpt", "logs/metrics.csv")
+    ours = [atomic_temp_file(run_dir / name) for name in names]
     others = [
         run_dir / "checkpoints" / ".last.ckpt.notes.tmp",  # not mkstemp's 8 characters
         run_dir / "checkpoints" / ".epoch=1.ckpt.abcdefgh.tmp",  # another file's name

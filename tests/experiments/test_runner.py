@@ -521,6 +521,7 @@ def test_partial_files_of_a_killed_run_are_removed_when_it_runs_again(tmp_path):
     run_dir = quickstart_dir(tmp_path)
     partial = [
         run_dir / "checkpoints" / ".last.ckpt.k2x_9q0a.tmp",  # killed while the checkpoint of epoch 2 was written
+        run_dir / "checkpoints" / ".best.ckpt.b3st_0ne.tmp",
         run_dir / ".metrics.json.0abcdefg.tmp",
         run_dir / "logs" / ".metrics.csv.zz_zz_zz.tmp",
     ]
