@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from experiments.run_folder import atomic_temp_file
+from experiments.run_folder import atomic_text_file
 from lightning_modules.inference import DEFAULT_SCALES
 
 if TYPE_CHECKING:
@@ -27,16 +27,8 @@ def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:
     """Write ``payload`` as JSON so that ``path`` holds either the old or the new file, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = atomic_temp_file(path)
-    try:
-        with tmp.open("w") as handle:
-            json.dump(payload, handle, indent=2, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_text_file(path) as handle:
+        json.dump(payload, handle, indent=2, sort_keys=True)
 
 
 def git_state() -> dict[str, Any]:

@@ -26,6 +26,7 @@ import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 from filelock import FileLock, Timeout
 
@@ -59,6 +60,22 @@ def atomic_temp_file(path: Path) -> Path:
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)
     return Path(tmp)
+
+
+@contextmanager
+def atomic_text_file(path: Path, newline: str | None = None) -> Iterator[TextIO]:
+    """A text file to write ``path`` through: written to :func:`atomic_temp_file`, flushed to disk and renamed
+    onto ``path`` when the body ends, removed when it raises, so that ``path`` holds the old content or the new,
+    never half of it. ``newline`` as in ``open`` (``""`` for the csv module)."""
+    tmp = atomic_temp_file(path)
+    try:
+        with tmp.open("w", newline=newline) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def remove_partial_files(run_dir: Path) -> list[Path]:

@@ -1,9 +1,9 @@
 """Weights & Biases tracking: offline by default, online on request, never blocking a run; the CSV log.
 
-Each run gets ``group`` = experiment, ``name`` = variant, tags = paper / table / profile, the
-recipe as config; its W&B id is kept in the run folder (``wandb_id``) so that a resumed run
-continues the same W&B run. ``offline`` writes ``<run dir>/wandb/offline-run-*`` that
-``wandb sync`` uploads later; ``disabled`` writes nothing.
+Each run gets ``group`` = experiment, ``name`` = variant, tags = family / experiment / profile
+(:func:`wandb_tags`), the paper, table and recipe as config; its W&B id is kept in the run folder
+(``wandb_id``) so that a resumed run continues the same W&B run. ``offline`` writes
+``<run dir>/wandb/offline-run-*`` that ``wandb sync`` uploads later; ``disabled`` writes nothing.
 
 The CSV log (:class:`ResumableCSVLogger`) continues a resumed run's ``logs/metrics.csv``, so that it holds
 every logged step exactly once.
@@ -32,7 +32,7 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
 from experiments.base import Experiment, Variant
 from experiments.choices import WANDB_MODES
-from experiments.run_folder import atomic_temp_file
+from experiments.run_folder import atomic_text_file
 
 WandbMode = Literal["offline", "online", "disabled"]
 PROJECT = "attention-papers"
@@ -160,17 +160,10 @@ def wandb_callbacks(datamodule: L.LightningDataModule) -> list[Callback]:
 
 def _write_csv_atomic(path: Path, fieldnames: list[str], rows: list[dict[str, Any]]) -> None:
     """``path`` holds the old rows or the new ones, never half of them."""
-    tmp = atomic_temp_file(path)
-    try:
-        with tmp.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=fieldnames)
-            writer.writeheader()
-            writer.writerows(rows)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_text_file(path, newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fieldnames)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]], bool]:
