@@ -23,7 +23,8 @@ import os
 import tempfile
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar
 
@@ -120,29 +121,56 @@ class SplitLoaders:
         return self._loader(self.test_set)
 
 
-def read_image(path: Path) -> np.ndarray:
-    """RGB uint8 ``(H, W, 3)``; a clear error for a missing or undecodable file."""
+class NotAnImageError(ValueError):
+    """A file that Pillow does not recognise as an image of any format."""
+
+
+@contextmanager
+def open_image(path: Path, kind: str) -> Iterator[Image.Image]:
+    """``Image.open(path)`` for the body, with the errors of the file named (``kind``: ``"image"`` or ``"label"``).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        NotAnImageError: Pillow recognises no image format in it.
+        ValueError: it cannot be decoded (a header or pixel data cut short, say), in the body too.
+    """
     try:
         with Image.open(path) as image:
-            return np.array(image.convert("RGB"))
+            yield image
     except FileNotFoundError as err:
-        raise FileNotFoundError(f"image file {path} does not exist.") from err
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise ValueError(f"cannot decode image file {path}: {err}. The file is corrupt or not an image.") from err
+        raise FileNotFoundError(f"{kind} file {path} does not exist.") from err
+    except UnidentifiedImageError as err:
+        raise NotAnImageError(f"cannot decode {kind} file {path}: {err}. The file is corrupt or not an image.") from err
+    except (OSError, SyntaxError) as err:
+        raise ValueError(f"cannot decode {kind} file {path}: {err}. The file is corrupt or not an image.") from err
+
+
+@contextmanager
+def open_label(path: Path) -> Iterator[Image.Image]:
+    """:func:`open_image` of a label file that must be a single-channel label map (:data:`LABEL_IMAGE_MODES`).
+
+    Raises:
+        ValueError: for another mode (an RGB colour-coded label, say), and as :func:`open_image`.
+    """
+    with open_image(path, "label") as image:
+        if image.mode not in LABEL_IMAGE_MODES:
+            raise ValueError(
+                f"label file {path} has image mode {image.mode!r}; expected a single-channel label map "
+                "(8-bit 'L' or palette 'P', or 16-bit greyscale) whose pixel values are class ids."
+            )
+        yield image
+
+
+def read_image(path: Path) -> np.ndarray:
+    """RGB uint8 ``(H, W, 3)``; a clear error for a missing or undecodable file."""
+    with open_image(path, "image") as image:
+        return np.array(image.convert("RGB"))
 
 
 # 8-bit greyscale, palette, and 16-bit greyscale in each byte order; older Pillow versions (and some formats)
 # open 16-bit greyscale as 32-bit ``I``.
 LABEL_IMAGE_MODES = ("L", "P", "I;16", "I;16B", "I;16L", "I")
 MAX_REPORTED_VALUES = 10
-
-
-def label_mode_error(path: Path, mode: str) -> ValueError:
-    """The error for a label image whose mode is not a single-channel label map (an RGB colour-coded label, say)."""
-    return ValueError(
-        f"label file {path} has image mode {mode!r}; expected a single-channel label map "
-        "(8-bit 'L' or palette 'P', or 16-bit greyscale) whose pixel values are class ids."
-    )
 
 
 def size_mismatch_error(image: Path, image_size: Size, label: Path, label_size: Size) -> ValueError:
@@ -160,13 +188,8 @@ def image_header_size(path: Path) -> Size:
         FileNotFoundError: the file does not exist.
         ValueError: Pillow cannot identify the file as an image (garbage bytes, a header cut short), naming it.
     """
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except FileNotFoundError as err:
-        raise FileNotFoundError(f"image file {path} does not exist.") from err
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise ValueError(f"cannot decode image file {path}: {err}. The file is corrupt or not an image.") from err
+    with open_image(path, "image") as image:
+        return image.size
 
 
 def cache_dir() -> Path:
@@ -254,15 +277,8 @@ def read_label_png(path: Path) -> np.ndarray:
     cast or clipped, so the conversion to train ids (:func:`lookup_label`, :func:`check_label_values`)
     sees every value and refuses those that are not label ids, a 16-bit label scaled by 256 among them.
     """
-    try:
-        with Image.open(path) as image:
-            if image.mode not in LABEL_IMAGE_MODES:
-                raise label_mode_error(path, image.mode)
-            label = np.array(image)
-    except FileNotFoundError as err:
-        raise FileNotFoundError(f"label file {path} does not exist.") from err
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise ValueError(f"cannot decode label file {path}: {err}. The file is corrupt or not an image.") from err
+    with open_label(path) as image:
+        label = np.array(image)
     # Big-endian 16-bit (I;16B) arrives as '>u2', which torch.from_numpy refuses.
     return label.astype(label.dtype.newbyteorder("="), copy=False)
 
@@ -439,17 +455,11 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         is read whole with :meth:`read_label`, which names the file if it cannot.
         """
         try:
-            with Image.open(path) as image:
-                if image.mode not in LABEL_IMAGE_MODES:
-                    raise label_mode_error(path, image.mode)
+            with open_label(path) as image:
                 return image.size
-        except FileNotFoundError as err:
-            raise FileNotFoundError(f"label file {path} does not exist.") from err
-        except UnidentifiedImageError:
+        except NotAnImageError:
             height, width = self.read_label(path).shape[:2]
             return width, height
-        except (OSError, SyntaxError) as err:
-            raise ValueError(f"cannot decode label file {path}: {err}. The file is corrupt or not an image.") from err
 
     def stage_splits(self, stage: str | None) -> dict[str, str]:
         """The datasets (``train`` / ``val`` / ``test``) that ``stage`` uses, with their split names; all for None."""
