@@ -127,7 +127,7 @@ def list_experiments() -> None:
 
 def format_table(records: Sequence[dict[str, Any]]) -> str:
     """A markdown table of the validation scores of finished runs."""
-    from experiments.results import fit_time, headline_metrics
+    from experiments.results import fit_time, headline_metrics, percent
 
     (first, first_label), (second, second_label) = headline_metrics(list(records))
     lines = [
@@ -139,8 +139,7 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
         metrics = record["metrics"]
         lines.append(
             f"| {record['experiment']} | {record['variant']} | {record['profile']} "
-            f"| {100 * metrics.get(f'val/{first}', float('nan')):.1f} "
-            f"| {100 * metrics.get(f'val/{second}', float('nan')):.1f} "
+            f"| {percent(metrics.get(f'val/{first}'))} | {percent(metrics.get(f'val/{second}'))} "
             f"| {fit_time(record)} | {record['hardware']['device']} |"
         )
     return "\n".join(lines)

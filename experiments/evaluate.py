@@ -11,7 +11,7 @@ import torch
 
 from experiments.base import check_recipe_value, get_experiment
 from experiments.builders import datamodule_class
-from experiments.results import describe_protocol, write_json_atomic
+from experiments.results import describe_protocol, percent, write_json_atomic
 from lightning_modules.evaluation import evaluate_segmentation
 from lightning_modules.inference import COMBINES
 
@@ -203,11 +203,6 @@ def evaluate_checkpoint(
     return record
 
 
-def percent(fraction: float) -> str:
-    """A score in [0, 1] as a percentage with two decimals, as the command line prints every score."""
-    return f"{100 * fraction:.2f}"
-
-
 def format_evaluation(record: Mapping[str, Any]) -> str:
     """Markdown, scores in %: the overall scores, then per-class IoU and boundary F (``eval-<split>.json`` keeps
     the fractions)."""
@@ -218,17 +213,19 @@ def format_evaluation(record: Mapping[str, Any]) -> str:
         "",
         "| mIoU | pixel acc | mean class acc | " + " | ".join(f"boundary F @{t}" for t in thresholds) + " |",
         "|---:|---:|---:|" + "---:|" * len(thresholds),
-        f"| {percent(record['mIoU'])} | {percent(record['pixel_acc'])} | {percent(record['mean_class_acc'])} | "
-        + " | ".join(percent(record["boundary_F"][t]) for t in thresholds)
+        "| "
+        + " | ".join(percent(value, 2) for value in (record["mIoU"], record["pixel_acc"], record["mean_class_acc"]))
+        + " | "
+        + " | ".join(percent(record["boundary_F"][t], 2) for t in thresholds)
         + " |",
         "",
         "| class | IoU | " + " | ".join(f"F @{t}" for t in thresholds) + " |",
         "|---|---:|" + "---:|" * len(thresholds),
     ]
     for name, iou in record["iou_per_class"].items():
-        f_values = " | ".join(percent(record["boundary_F_per_class"][t][name]) for t in thresholds)
-        lines.append(f"| {name} | {percent(iou)} | {f_values} |")
+        f_values = " | ".join(percent(record["boundary_F_per_class"][t][name], 2) for t in thresholds)
+        lines.append(f"| {name} | {percent(iou, 2)} | {f_values} |")
     if record["crop_factor_mIoU"]:
         lines += ["", "| crop factor (px) | mIoU |", "|---:|---:|"]
-        lines += [f"| {crop} | {percent(value)} |" for crop, value in record["crop_factor_mIoU"].items()]
+        lines += [f"| {crop} | {percent(value, 2)} |" for crop, value in record["crop_factor_mIoU"].items()]
     return "\n".join(lines)

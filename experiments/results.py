@@ -152,8 +152,9 @@ def table_metrics(experiment: Any, records: list[dict[str, Any]]) -> tuple[tuple
     return HEADLINES["classification" if "top1" in published else "segmentation"]
 
 
-def _percent(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.1f}"
+def percent(value: float | None, digits: int = 1) -> str:
+    """A score in [0, 1] as the command line prints it, in % with ``digits`` decimals; ``"—"`` for None."""
+    return "—" if value is None else f"{100 * value:.{digits}f}"
 
 
 PER_CLASS_PREFIX = "IoU/"
@@ -187,7 +188,7 @@ def per_class_table(variant: Any, records: Sequence[Mapping[str, Any]]) -> str:
         "|---|---:|" + "---:|" * len(runs),
     ]
     for name, number in paper.items():
-        measured = [_percent(r.get("per_class", {}).get("val/IoU", {}).get(name)) for r in runs]
+        measured = [percent(r.get("per_class", {}).get("val/IoU", {}).get(name)) for r in runs]
         lines.append(f"| {name} | {number.value} | " + " | ".join(measured) + " |")
     return "\n".join(lines)
 
@@ -324,9 +325,9 @@ def paper_table(experiment: Any, records: list[dict[str, Any]], runs_dir: str | 
             boundary = next(iter(tested["boundary_F"].values())) if tested else None
             protocol = _test_protocol(tested, record, path) if tested else "—"
             lines.append(
-                f"| {variant.name} | {paper} | {_percent(metrics.get(f'val/{first}'))} "
-                f"| {_percent(metrics.get(f'val/{second}'))} | {_percent(tested.get('mIoU'))} "
-                f"| {_percent(tested.get('pixel_acc'))} | {_percent(boundary)} | {protocol} | {record['profile']} "
+                f"| {variant.name} | {paper} | {percent(metrics.get(f'val/{first}'))} "
+                f"| {percent(metrics.get(f'val/{second}'))} | {percent(tested.get('mIoU'))} "
+                f"| {percent(tested.get('pixel_acc'))} | {percent(boundary)} | {protocol} | {record['profile']} "
                 f"| {recipe_changes(experiment, record)} | {record['hardware']['device']} "
                 f"| {fit_time(record)} |"
             )
