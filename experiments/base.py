@@ -78,7 +78,7 @@ class Experiment(ABC):
     table: ClassVar[str]
     description: ClassVar[str] = ""
     recipes: ClassVar[Mapping[str, Mapping[str, Any]]]
-    # Profiles sized for a CPU; the runner warns when any other trains on one (experiments.progress).
+    # Profiles sized for a CPU; a long run of any other on a CPU prints a note (experiments.progress).
     cpu_profiles: ClassVar[tuple[str, ...]] = ("smoke",)
 
     @abstractmethod
