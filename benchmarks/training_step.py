@@ -6,8 +6,8 @@ mask + category + dense terms), and a step is forward, loss, backward and an SGD
 (768 × 768 crop, batch 8 on CUDA). For every model and variant the script prints step time, images/s, peak
 memory, FLOPs per step and the model FLOP utilisation (MFU): FLOPs per step / step time / the bf16 matrix
 product peak measured in the same run (an 8192³ product). On a CPU the script runs at tiny sizes and without the
-``compile`` and ``tf32`` variants, to check in well under a minute that it works; its MFU means nothing there (a
-CPU's bf16 products are slower than its fp32 ones).
+``compile`` and ``tf32`` variants, to check in well under a minute that it works; its MFU means nothing there (the
+peak is a 512³ bf16 product, which says little of a CPU's convolutions at these tiny sizes).
 
 FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` over one fp32 eager step (matrix products,
 convolutions and attention, forward and backward; element-wise work is not counted) per model, and every
