@@ -157,39 +157,82 @@ def percent(value: float | None, digits: int = 1) -> str:
     return "—" if value is None else f"{100 * value:.{digits}f}"
 
 
-PER_CLASS_PREFIX = "IoU/"
+def per_class_family(metric: str) -> tuple[str, str] | None:
+    """``(family, class)`` of a per-class metric name, ``None`` for a scalar one.
+
+    Per-class metrics are ``IoU/<class>`` (as runs log ``val/IoU/<class>``) and ``boundary_F/<threshold>/<class>``
+    (``val/boundary_F/<threshold>/<class>``); ``boundary_F/<threshold>`` alone is the mean over classes.
+    """
+    family, _, name = metric.rpartition("/")
+    if family == "IoU" or (family.startswith("boundary_F/") and family.count("/") == 1):
+        return family, name
+    return None
 
 
 def describe_paper_numbers(numbers: Sequence[Any]) -> str:
     """``"metric value (source); ..."`` of a row's :class:`~experiments.base.PaperNumber` s, or ``"—"``.
 
-    Per-class IoUs (metric ``IoU/<class>``) are summarised as their count and source, so that a table cell
-    stays readable; :func:`per_class_table` lists them.
+    Per-class numbers (:func:`per_class_family`) are summarised as their count and source per family, so that a
+    table cell stays readable; :func:`per_class_table` lists them.
     """
-    per_class = [n for n in numbers if n.metric.startswith(PER_CLASS_PREFIX)]
-    parts = [f"{n.metric} {n.value} ({n.source})" for n in numbers if not n.metric.startswith(PER_CLASS_PREFIX)]
-    if per_class:
-        sources = "; ".join(dict.fromkeys(n.source for n in per_class))
-        parts.append(f"IoU of {len(per_class)} classes ({sources})")
+    parts = [f"{n.metric} {n.value} ({n.source})" for n in numbers if per_class_family(n.metric) is None]
+    families: dict[str, list[Any]] = {}
+    for number in numbers:
+        family = per_class_family(number.metric)
+        if family is not None:
+            families.setdefault(family[0], []).append(number)
+    for family, members in families.items():
+        sources = "; ".join(dict.fromkeys(n.source for n in members))
+        parts.append(f"{family} of {len(members)} classes ({sources})")
     return "; ".join(parts) or "—"
 
 
+def _by_profile(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return sorted(records, key=lambda r: PROFILE_ORDER.get(r["profile"], 3))
+
+
 def per_class_table(variant: Any, records: Sequence[Mapping[str, Any]]) -> str:
-    """Markdown: the row's published per-class IoU (%) beside each run's per-class val IoU; ``""`` without any."""
-    paper = {n.metric[len(PER_CLASS_PREFIX) :]: n for n in variant.paper if n.metric.startswith(PER_CLASS_PREFIX)}
-    if not paper:
+    """Markdown: the row's published per-class numbers (%), one table per family (IoU, boundary F at each
+    threshold), beside each run's per-class val numbers; ``""`` without any."""
+    families: dict[str, dict[str, Any]] = {}
+    for number in variant.paper:
+        family = per_class_family(number.metric)
+        if family is not None:
+            families.setdefault(family[0], {})[family[1]] = number
+    runs = _by_profile(records)
+    tables = []
+    for family, paper in families.items():
+        sources = "; ".join(dict.fromkeys(n.source for n in paper.values()))
+        lines = [
+            f"#### {variant.name}: {family} per class (paper: {sources})",
+            "",
+            "| class | paper | " + " | ".join(f"measured val ({r['profile']}, {r['run_id']})" for r in runs) + " |",
+            "|---|---:|" + "---:|" * len(runs),
+        ]
+        for name, number in paper.items():
+            measured = [percent(r.get("per_class", {}).get(f"val/{family}", {}).get(name)) for r in runs]
+            lines.append(f"| {name} | {number.value} | " + " | ".join(measured) + " |")
+        tables.append("\n".join(lines))
+    return "\n\n".join(tables)
+
+
+def metric_table(variant: Any, records: Sequence[Mapping[str, Any]], shown: Sequence[str]) -> str:
+    """Markdown: each published scalar metric of the row (%) that the main table does not show (``shown``), e.g.
+    the boundary F at each threshold or the crop-factor mIoU, beside each run's val value; ``""`` without any."""
+    numbers = [n for n in variant.paper if per_class_family(n.metric) is None and n.metric not in shown]
+    if not numbers:
         return ""
-    runs = sorted(records, key=lambda r: PROFILE_ORDER.get(r["profile"], 3))
-    sources = "; ".join(dict.fromkeys(n.source for n in paper.values()))
+    runs = _by_profile(records)
+    measured_columns = " | ".join(f"measured val ({r['profile']}, {r['run_id']})" for r in runs)
     lines = [
-        f"#### {variant.name}: IoU per class (paper: {sources})",
+        f"#### {variant.name}: other published metrics",
         "",
-        "| class | paper | " + " | ".join(f"measured val ({r['profile']}, {r['run_id']})" for r in runs) + " |",
-        "|---|---:|" + "---:|" * len(runs),
+        f"| metric | paper | source | {measured_columns} |",
+        "|---|---:|---|" + "---:|" * len(runs),
     ]
-    for name, number in paper.items():
-        measured = [percent(r.get("per_class", {}).get("val/IoU", {}).get(name)) for r in runs]
-        lines.append(f"| {name} | {number.value} | " + " | ".join(measured) + " |")
+    for number in numbers:
+        measured = [percent(r["metrics"].get(f"val/{number.metric}")) for r in runs]
+        lines.append(f"| {number.metric} | {number.value} | {number.source} | " + " | ".join(measured) + " |")
     return "\n".join(lines)
 
 
@@ -333,8 +376,16 @@ def paper_table(experiment: Any, records: list[dict[str, Any]], runs_dir: str | 
             )
     if any(_eval_path(record, runs_dir).is_file() for record in records):
         lines += ["", TEST_PROTOCOL_NOTE]
-    per_class = [per_class_table(variant, by_variant.get(variant.name, [])) for variant in experiment.variants()]
-    return "\n\n".join(["\n".join(lines), *(table for table in per_class if table)])
+    extra = [
+        table
+        for variant in experiment.variants()
+        for table in (
+            metric_table(variant, by_variant.get(variant.name, []), (first, second)),
+            per_class_table(variant, by_variant.get(variant.name, [])),
+        )
+        if table
+    ]
+    return "\n\n".join(["\n".join(lines), *extra])
 
 
 def paper_chart(experiment: Any, records: list[dict[str, Any]]) -> Figure | None:

@@ -357,8 +357,11 @@ def _record(
         **environment(),
         "world_size": trainer.world_size,
         "precision": trainer.precision,
-        "metrics": {f"val/{key}": value for key, value in scores.items() if key != "iou_per_class"},
-        "per_class": {"val/IoU": scores.get("iou_per_class", {})},
+        "metrics": {f"val/{key}": value for key, value in scores.items() if not isinstance(value, Mapping)},
+        "per_class": {
+            "val/IoU": scores.get("iou_per_class", {}),
+            **{f"val/{key}": values for key, values in scores.get("boundary_F_per_class", {}).items()},
+        },
         "paper_numbers": [vars(number) for number in variant.paper],
         **fields,
     }

@@ -15,9 +15,10 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
+from lightning_modules.evaluation import zoom_center
 from lightning_modules.inference import predict
 from lightning_modules.losses import labelled_pixels, pixel_cross_entropy
-from lightning_modules.metrics import SegmentationScores
+from lightning_modules.metrics import BoundaryFScore, SegmentationScores
 from lightning_modules.network import check_outputs
 
 
@@ -57,6 +58,20 @@ class SegmentationModule(L.LightningModule):
         class_names: names used in per-class logs (``val/IoU/<name>``).
         eval_mode, eval_kwargs: how validation and test predict: ``"single"``, ``"multiscale"``
             or ``"sliding"``, with the arguments of :func:`lightning_modules.inference.predict`.
+        boundary_thresholds: tolerances (fractions of the image diagonal) of the boundary F-score that
+            validation and test also compute (Gated-SCNN Sec. 4.2, :class:`~lightning_modules.metrics.BoundaryFScore`),
+            logged as ``val/boundary_F/<threshold>`` and per class ``val/boundary_F/<threshold>/<class>``;
+            empty: not computed.
+        crop_factors: Gated-SCNN's distance-based evaluation (Sec. 4.3): the mIoU of the prediction on centre
+            crops with this many pixels removed from each side (:func:`~lightning_modules.evaluation.zoom_center`),
+            logged as ``val/crop_mIoU/<factor>``; 0 is the full image.
+        crop_reference_height: ``None``: crop factors are pixels of the evaluated images; a height (1024 for the
+            paper's Cityscapes factors): factors are pixels at that height, scaled to the evaluated images
+            (``round(factor · H / crop_reference_height)``), so a small-image run reports the paper's factors.
+
+    Training never synchronises with the device: labels are range-checked on the host before the batch moves
+    (:meth:`on_before_batch_transfer`), and a non-finite loss stops the run after the step
+    (:meth:`on_train_batch_end`).
     """
 
     # The validation score that picks the best checkpoint (higher is better).
@@ -76,6 +91,9 @@ class SegmentationModule(L.LightningModule):
         class_names: Sequence[str] | None = None,
         eval_mode: str = "single",
         eval_kwargs: Mapping[str, Any] | None = None,
+        boundary_thresholds: Sequence[float] = (),
+        crop_factors: Sequence[int] = (),
+        crop_reference_height: int | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["network"])
@@ -96,6 +114,30 @@ class SegmentationModule(L.LightningModule):
         # (and its nan_strategy="disable" ignores the weights, torchmetrics 1.9).
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
+        self.boundary_thresholds = tuple(boundary_thresholds)
+        if any(not isinstance(crop, int) or isinstance(crop, bool) or crop < 0 for crop in crop_factors):
+            raise ValueError(f"crop_factors must be non-negative pixel counts, got {tuple(crop_factors)}.")
+        if crop_reference_height is not None and crop_reference_height < 1:
+            raise ValueError(f"crop_reference_height must be a positive height or None, got {crop_reference_height}.")
+        self.crop_factors = tuple(crop_factors)
+        self.crop_reference_height = crop_reference_height
+        stages = ("val", "test")
+        self.boundary_scores = nn.ModuleDict(
+            {
+                stage: BoundaryFScore(num_classes, self.boundary_thresholds, ignore_index, validate_args=False)
+                for stage in (stages if self.boundary_thresholds else ())
+            }
+        )
+        self.crop_scores = nn.ModuleDict(
+            {
+                f"{stage}_{crop}": SegmentationScores(num_classes, ignore_index=ignore_index, validate_args=False)
+                for stage in stages
+                for crop in self.crop_factors
+            }
+        )
+        # The terms of the last training step, checked after it (on_train_batch_end) so that the step itself
+        # never waits for the device.
+        self._step_losses: dict[str, torch.Tensor] = {}
         self.last_scores: dict[str, dict[str, Any]] = {}
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -116,24 +158,34 @@ class SegmentationModule(L.LightningModule):
         losses["loss"] = torch.stack(list(losses.values())).sum()
         return losses
 
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Check the labels of ``(images, labels)`` batches while they are still on the host (no device sync)."""
+        if isinstance(batch, (tuple, list)) and len(batch) >= 2 and isinstance(batch[1], torch.Tensor):
+            check_targets(batch[1], self.num_classes, self.ignore_index)
+        return batch
+
     def _shared_step(self, batch: Sequence[torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         images, target = batch[0], batch[1]
-        check_targets(target, self.num_classes, self.ignore_index)
         outputs = check_outputs(self.network(images), target.shape[0], target.shape[-2:])
         losses = self.compute_losses(outputs, target)
         return outputs, losses
 
     def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
         _, losses = self._shared_step(batch)
-        if not torch.isfinite(losses["loss"]):
-            raise FloatingPointError(
-                f"the training loss is not finite at step {self.global_step}: {_terms(losses)}. "
-                "Lower the learning rate, or check the images for NaN / Inf values."
-            )
+        self._step_losses = {key: value.detach() for key, value in losses.items()}
         batch_size = batch[0].shape[0]
         for key, value in losses.items():
             self.log(f"train/{key}", value, prog_bar=key == "loss", batch_size=batch_size)
         return losses["loss"]
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Stop the run with a :class:`FloatingPointError` naming the terms when the step's loss is NaN / Inf."""
+        losses, self._step_losses = self._step_losses, {}
+        if losses and not torch.isfinite(losses["loss"]):
+            raise FloatingPointError(
+                f"the training loss is not finite at step {self.global_step}: {_terms(losses)}. "
+                "Lower the learning rate, or check the images for NaN / Inf values."
+            )
 
     def _evaluate(
         self, batch: Sequence[torch.Tensor], batch_idx: int, stage: str, scores: SegmentationScores, loss: MeanMetric
@@ -148,9 +200,33 @@ class SegmentationModule(L.LightningModule):
             logits = outputs["out"]
         else:
             logits = predict(self.network, batch[0], mode=self.eval_mode, **self.eval_kwargs)
-        scores.update(logits.argmax(dim=1), batch[1])
+        preds = logits.argmax(dim=1)
+        scores.update(preds, batch[1])
+        if self.boundary_thresholds:
+            self.boundary_scores[stage].update(preds, batch[1])
+        for crop in self.crop_factors:
+            self.crop_scores[f"{stage}_{crop}"].update(*self._crop_prediction(batch[0], batch[1], crop, preds))
         loss.update(losses["loss"].detach(), weight=labelled_pixels(batch[1], self.ignore_index))
         self.log(f"{stage}/loss", loss, batch_size=batch[0].shape[0])
+
+    def crop_pixels(self, crop: int, height: int) -> int:
+        """The pixels :meth:`_crop_prediction` removes per side for crop factor ``crop`` on images ``height`` tall."""
+        if self.crop_reference_height is None:
+            return crop
+        return round(crop * height / self.crop_reference_height)
+
+    def _crop_prediction(
+        self, images: torch.Tensor, labels: torch.Tensor, crop: int, preds: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        pixels = self.crop_pixels(crop, labels.shape[-2])
+        if pixels == 0:
+            return preds, labels
+        zoomed, zoomed_labels = zoom_center(images, labels, pixels)
+        if self.eval_mode == "single":
+            logits = self.network(zoomed)["out"]
+        else:
+            logits = predict(self.network, zoomed, mode=self.eval_mode, **self.eval_kwargs)
+        return logits.argmax(dim=1), zoomed_labels
 
     def _log_scores(self, stage: str, scores: SegmentationScores) -> None:
         result = scores.compute()
@@ -167,6 +243,30 @@ class SegmentationModule(L.LightningModule):
             "mean_class_acc": float(result["mean_class_acc"]),
             "iou_per_class": per_class,
         }
+        if self.boundary_thresholds:
+            self._log_boundary_scores(stage)
+        for crop in self.crop_factors:
+            metric = self.crop_scores[f"{stage}_{crop}"]
+            value = float(metric.compute()["mIoU"])
+            metric.reset()
+            self.log(f"{stage}/crop_mIoU/{crop}", value)
+            self.last_scores[stage][f"crop_mIoU/{crop}"] = value
+
+    def _log_boundary_scores(self, stage: str) -> None:
+        metric = self.boundary_scores[stage]
+        result = metric.compute()
+        metric.reset()
+        per_class: dict[str, dict[str, float]] = {}
+        for threshold, mean, row in zip(
+            self.boundary_thresholds, result["f_mean"].tolist(), result["f_per_class"].tolist(), strict=True
+        ):
+            key = f"boundary_F/{threshold:g}"
+            self.log(f"{stage}/{key}", mean)
+            self.last_scores[stage][key] = mean
+            per_class[key] = dict(zip(self.class_names, row, strict=True))
+            for name, value in per_class[key].items():
+                self.log(f"{stage}/{key}/{name}", value)
+        self.last_scores[stage]["boundary_F_per_class"] = per_class
 
     def validation_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, batch_idx, "val", self.val_scores, self.val_loss)

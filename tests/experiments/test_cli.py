@@ -143,6 +143,7 @@ def test_per_class_paper_numbers_get_their_own_table(capsys):
     assert summary.startswith("mIoU 81.5 (")
     record = {"profile": "paper", "run_id": "paper-seed0-x", "per_class": {"val/IoU": {"road": 0.9812, "wall": 0.5}}}
     lines = per_class_table(ms, [record]).splitlines()
+    assert lines[0].startswith("#### DANet-R101+DA+MG+MS: IoU per class")
     assert lines[2] == "| class | paper | measured val (paper, paper-seed0-x) |"
     assert "| road | 98.6 | 98.1 |" in lines and "| wall | 56.1 | 50.0 |" in lines
     assert "| bicycle | 78.2 | — |" in lines and len(lines) == 4 + 19

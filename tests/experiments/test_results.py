@@ -193,3 +193,39 @@ def test_notebooks_find_the_runs_at_the_repository_root(monkeypatch, tmp_path):
     monkeypatch.setattr(results, "__file__", str(installed))
     with pytest.raises(FileNotFoundError, match=f"imported from {tmp_path / 'site-packages'}, not from a checkout"):
         notebook_runs_dir()
+
+
+def test_per_class_families_and_other_published_metrics_get_their_own_tables():
+    from experiments.base import PaperNumber, Variant
+
+    assert results.per_class_family("IoU/road") == ("IoU", "road")
+    assert results.per_class_family("boundary_F/0.00088/traffic light") == ("boundary_F/0.00088", "traffic light")
+    assert results.per_class_family("boundary_F/0.00088") is None
+    assert results.per_class_family("crop_mIoU/200") is None
+    variant = Variant(
+        "GSCNN",
+        paper=(
+            PaperNumber("mIoU", 80.8, "T1"),
+            PaperNumber("boundary_F/0.00088", 73.6, "T2"),
+            PaperNumber("boundary_F/0.00088/road", 85.0, "T2"),
+            PaperNumber("boundary_F/0.00088/sky", 83.5, "T2"),
+            PaperNumber("crop_mIoU/200", 78.1, "crop plot"),
+        ),
+    )
+    assert results.describe_paper_numbers(variant.paper) == (
+        "mIoU 80.8 (T1); boundary_F/0.00088 73.6 (T2); crop_mIoU/200 78.1 (crop plot); "
+        "boundary_F/0.00088 of 2 classes (T2)"
+    )
+    record = {
+        "profile": "small",
+        "run_id": "small-seed0-x",
+        "metrics": {"val/mIoU": 0.5, "val/boundary_F/0.00088": 0.61234},
+        "per_class": {"val/boundary_F/0.00088": {"road": 0.9}},
+    }
+    other = results.metric_table(variant, [record], ("mIoU", "pixel_acc")).splitlines()
+    assert other[2] == "| metric | paper | source | measured val (small, small-seed0-x) |"
+    assert other[4:] == ["| boundary_F/0.00088 | 73.6 | T2 | 61.2 |", "| crop_mIoU/200 | 78.1 | crop plot | — |"]
+    per_class = results.per_class_table(variant, [record]).splitlines()
+    assert per_class[0] == "#### GSCNN: boundary_F/0.00088 per class (paper: T2)"
+    assert per_class[4:] == ["| road | 85.0 | 90.0 |", "| sky | 83.5 | — |"]
+    assert results.metric_table(Variant("x", paper=(PaperNumber("mIoU", 1.0, "s"),)), [], ("mIoU",)) == ""

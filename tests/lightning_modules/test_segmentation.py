@@ -120,8 +120,12 @@ def test_label_out_of_range_is_a_clear_error():
     images, target = fixed_batch()
     target[0, 5, 5] = 7
     module = SegmentationModule(FCN(4, backbone="test_resnet"), 4)
+    # Checked on the host, before the batch moves to the device, so that the step never waits for it.
     with pytest.raises(ValueError, match=r"labels contain values \[7\].*0\.\.3 or 255"):
-        module.training_step((images, target), 0)
+        module.on_before_batch_transfer((images, target), 0)
+    with pytest.raises(ValueError, match=r"labels contain values \[7\]"):
+        trainer(1).fit(module, DataLoader(TensorDataset(images, target), batch_size=2))
+    assert module.on_before_batch_transfer(images, 0) is images, "an image-only (predict) batch passes"
 
 
 def test_output_without_out_key_is_a_clear_error():
@@ -144,8 +148,12 @@ def test_missing_weighted_output_is_a_clear_error():
 
 def test_nan_loss_is_a_clear_error():
     module = SegmentationModule(ConstantOutput({"out": torch.full((1, 2, 8, 8), float("nan"))}), 2)
+    batch = (torch.zeros(1, 3, 8, 8), torch.zeros(1, 8, 8, dtype=torch.long))
+    loss = module.training_step(batch, 0)
+    with pytest.raises(FloatingPointError, match=r"not finite at step 0: \{'loss_out': nan"):
+        module.on_train_batch_end(loss, batch, 0)
     with pytest.raises(FloatingPointError, match="not finite"):
-        module.training_step((torch.zeros(1, 3, 8, 8), torch.zeros(1, 8, 8, dtype=torch.long)), 0)
+        trainer(1).fit(module, DataLoader(TensorDataset(*batch)))
 
 
 def test_validation_scores_and_predict_step():
@@ -211,3 +219,53 @@ def test_a_nan_evaluation_loss_is_a_clear_error():
         module.validation_step(batch, 3)
     with pytest.raises(FloatingPointError, match="the test loss of batch 0 is not finite"):
         module.test_step(batch, 0)
+
+
+class FixedPrediction(nn.Module):
+    """Logits whose argmax is ``preds`` everywhere, at any input size (nearest resize of the fixed map)."""
+
+    def __init__(self, preds, num_classes):
+        super().__init__()
+        self.logits = F.one_hot(preds, num_classes).permute(0, 3, 1, 2).float()
+
+    def forward(self, images):
+        size = images.shape[-2:]
+        return {"out": F.interpolate(self.logits, size=size, mode="nearest-exact")}
+
+
+def test_validation_logs_the_boundary_f_score_and_the_crop_factor_miou():
+    from lightning_modules.evaluation import zoom_center
+    from lightning_modules.metrics import BoundaryFScore, SegmentationScores
+
+    images, target = fixed_batch(batch=2, size=32, seed=5)
+    preds = target.clone()
+    preds[preds == 255] = 0
+    preds[:, 20:, :12] = 1  # a wrong block: boundaries and IoU both drop
+    module = SegmentationModule(
+        FixedPrediction(preds, 4), 4, class_names=list("abcd"), boundary_thresholds=(0.01, 0.05), crop_factors=(0, 8)
+    )
+    trainer_ = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    (metrics,) = trainer_.validate(module, DataLoader(TensorDataset(images, target), batch_size=2), verbose=False)
+    reference = BoundaryFScore(4, (0.01, 0.05), 255)
+    reference.update(preds, target)
+    expected = reference.compute()
+    for index, threshold in enumerate(("0.01", "0.05")):
+        assert metrics[f"val/boundary_F/{threshold}"] == pytest.approx(float(expected["f_mean"][index]))
+        assert metrics[f"val/boundary_F/{threshold}/c"] == pytest.approx(float(expected["f_per_class"][index, 2]))
+    assert metrics["val/crop_mIoU/0"] == pytest.approx(metrics["val/mIoU"])
+    zoomed_images, zoomed_target = zoom_center(images, target, 8)
+    crop = SegmentationScores(4, ignore_index=255)
+    crop.update(FixedPrediction(preds, 4)(zoomed_images)["out"].argmax(1), zoomed_target)
+    assert metrics["val/crop_mIoU/8"] == pytest.approx(float(crop.compute()["mIoU"]))
+    assert metrics["val/crop_mIoU/8"] != pytest.approx(metrics["val/mIoU"])
+    scores = module.last_scores["val"]
+    assert set(scores["boundary_F_per_class"]) == {"boundary_F/0.01", "boundary_F/0.05"}
+    assert scores["boundary_F_per_class"]["boundary_F/0.05"]["c"] == pytest.approx(metrics["val/boundary_F/0.05/c"])
+
+
+def test_crop_factors_scale_with_a_reference_height():
+    module = SegmentationModule(ConstantOutput({}), 2, crop_factors=(200, 400), crop_reference_height=1024)
+    assert [module.crop_pixels(crop, 360) for crop in (0, 200, 300, 400)] == [0, 70, 105, 141]
+    assert SegmentationModule(ConstantOutput({}), 2, crop_factors=(200,)).crop_pixels(200, 360) == 200
+    with pytest.raises(ValueError, match="crop_factors must be non-negative pixel counts"):
+        SegmentationModule(ConstantOutput({}), 2, crop_factors=(-1,))
