@@ -103,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     add_set_option(evaluate, "change the run's data settings, e.g. --set eval_short_side=None (default: its recipe)")
+    submit = commands.add_parser(
+        "submit", help="Cityscapes test-server submission of a checkpoint: one label-id PNG per test image"
+    )
+    submit.add_argument("--ckpt", required=True, help="a checkpoint of a Cityscapes run (runs/.../checkpoints/*.ckpt)")
+    submit.add_argument("--out", required=True, help="folder of the PNGs (an interrupted submission resumes)")
+    submit.add_argument("--root", help="the Cityscapes folder (default: the run's)")
+    submit.add_argument("--split", default="test", choices=("val", "test"), help="split to predict (default: test)")
+    submit.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     return parser
 
 
@@ -219,6 +227,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 announce=lambda line: print(line, flush=True),
             )
             print(format_evaluation(record))
+        elif args.command == "submit":
+            from experiments.submission import write_submission
+
+            counts = write_submission(args.ckpt, args.out, args.root, args.split, args.device)
+            print(f"{counts['written']} PNGs written, {counts['skipped']} there before, in {args.out}")
     except (ValueError, FileNotFoundError, RunFolderBusyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -95,6 +95,10 @@ class Experiment(ABC):
     ) -> L.LightningModule:
         """The LightningModule of one variant."""
 
+    def extra_tables(self) -> list[str]:
+        """Markdown tables that need no run (e.g. parameter counts), printed after the paper-vs-measured table."""
+        return []
+
     def trainer_kwargs(self, recipe: Mapping[str, Any]) -> dict[str, Any]:
         """Arguments of ``lightning.Trainer`` taken from the recipe.
 
@@ -251,6 +255,24 @@ RECIPE_VALUES: dict[str, Accepts] = {
     "layers": Accepts(_optional(_sequence_of(_positive_int, 4)), "None or 4 blocks per stage, like (1, 1, 1, 1)"),
     "planes": Accepts(_optional(_sequence_of(_positive_int, 4)), "None or 4 stage widths, like (8, 16, 32, 64)"),
     "pam_mode": Accepts(lambda value: value in POSITION_MODES, " or ".join(repr(mode) for mode in POSITION_MODES)),
+    "pretrained_path": Accepts(_optional(lambda value: isinstance(value, str)), "None or a state dict file's path"),
+    "dual_mode": Accepts(lambda value: value in ("paper", "released"), "'paper' or 'released'"),
+    "edge_bce": Accepts(lambda value: value in ("paper", "released"), "'paper' or 'released'"),
+    "canny_mode": Accepts(lambda value: value in ("device", "released"), "'device' or 'released'"),
+    "onehot_offset": Accepts(lambda value: _is_int(value) and value in (0, 1), "0 (fixed) or 1 (released)"),
+    "tau": Accepts(_optional(_positive_number), "None (the mode's default) or a positive temperature, like 1.0"),
+    "poly_interval": Accepts(lambda value: value in ("step", "epoch"), "'step' or 'epoch'"),
+    "boundary_thresholds": Accepts(
+        lambda value: isinstance(value, (tuple, list)) and all(_positive_number(t) and t < 1 for t in value),
+        "a tuple of fractions of the image diagonal in (0, 1), like (0.00088, 0.001875, 0.00375, 0.005)",
+    ),
+    "crop_factors": Accepts(
+        lambda value: isinstance(value, (tuple, list)) and all(_is_int(c) and c >= 0 for c in value),
+        "a tuple of pixel counts >= 0, like (0, 200, 300, 400)",
+    ),
+    "crop_reference_height": Accepts(
+        _optional(_positive_int), "None (crop factors in pixels of the evaluated image) or a height like 1024"
+    ),
 }
 
 

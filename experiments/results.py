@@ -7,7 +7,7 @@ import os
 import platform
 import subprocess
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -187,6 +187,11 @@ def describe_paper_numbers(numbers: Sequence[Any]) -> str:
     return "; ".join(parts) or "—"
 
 
+def _cells(values: Iterable[str]) -> str:
+    """Table cells appended to a row that ends with ``|``: ``" a | b |"``, or nothing without values."""
+    return "".join(f" {value} |" for value in values)
+
+
 def _by_profile(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return sorted(records, key=lambda r: PROFILE_ORDER.get(r["profile"], 3))
 
@@ -206,12 +211,12 @@ def per_class_table(variant: Any, records: Sequence[Mapping[str, Any]]) -> str:
         lines = [
             f"#### {variant.name}: {family} per class (paper: {sources})",
             "",
-            "| class | paper | " + " | ".join(f"measured val ({r['profile']}, {r['run_id']})" for r in runs) + " |",
+            "| class | paper |" + _cells(f"measured val ({r['profile']}, {r['run_id']})" for r in runs),
             "|---|---:|" + "---:|" * len(runs),
         ]
         for name, number in paper.items():
-            measured = [percent(r.get("per_class", {}).get(f"val/{family}", {}).get(name)) for r in runs]
-            lines.append(f"| {name} | {number.value} | " + " | ".join(measured) + " |")
+            measured = (percent(r.get("per_class", {}).get(f"val/{family}", {}).get(name)) for r in runs)
+            lines.append(f"| {name} | {number.value} |" + _cells(measured))
         tables.append("\n".join(lines))
     return "\n\n".join(tables)
 
@@ -223,16 +228,15 @@ def metric_table(variant: Any, records: Sequence[Mapping[str, Any]], shown: Sequ
     if not numbers:
         return ""
     runs = _by_profile(records)
-    measured_columns = " | ".join(f"measured val ({r['profile']}, {r['run_id']})" for r in runs)
     lines = [
         f"#### {variant.name}: other published metrics",
         "",
-        f"| metric | paper | source | {measured_columns} |",
+        "| metric | paper | source |" + _cells(f"measured val ({r['profile']}, {r['run_id']})" for r in runs),
         "|---|---:|---|" + "---:|" * len(runs),
     ]
     for number in numbers:
-        measured = [percent(r["metrics"].get(f"val/{number.metric}")) for r in runs]
-        lines.append(f"| {number.metric} | {number.value} | {number.source} | " + " | ".join(measured) + " |")
+        measured = (percent(r["metrics"].get(f"val/{number.metric}")) for r in runs)
+        lines.append(f"| {number.metric} | {number.value} | {number.source} |" + _cells(measured))
     return "\n".join(lines)
 
 
@@ -385,7 +389,7 @@ def paper_table(experiment: Any, records: list[dict[str, Any]], runs_dir: str | 
         )
         if table
     ]
-    return "\n\n".join(["\n".join(lines), *extra])
+    return "\n\n".join(["\n".join(lines), *extra, *experiment.extra_tables()])
 
 
 def paper_chart(experiment: Any, records: list[dict[str, Any]]) -> Figure | None:

@@ -272,7 +272,9 @@ def quiet_lightning() -> None:
 
     Left out: Lightning's start-up notes ("GPU available", "TPU available", "Seed set to", advertising tips,
     "Loading `train_dataloader`..."; the runner prints one line with the device and precision instead), its
-    note that a run folder's checkpoint directory is not empty (the runner resumes from it on purpose), and
+    note that a run folder's checkpoint directory is not empty (the runner resumes from it on purpose), its
+    note that the LightningModule's ``on_before_batch_transfer`` is used rather than the DataModule's (the
+    segmentation modules check labels there, on the host, on purpose; the DataModules do not override it), and
     the FutureWarning of Lightning 2.6 on torch 2.14 about its own use of a deprecated pytree API. Lightning's
     other warnings still show.
     """
@@ -280,3 +282,4 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    warnings.filterwarnings("ignore", message=r"You have overridden `on_before_batch_transfer` in `LightningModule`")

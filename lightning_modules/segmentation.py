@@ -21,6 +21,8 @@ from lightning_modules.losses import labelled_pixels, pixel_cross_entropy
 from lightning_modules.metrics import BoundaryFScore, SegmentationScores
 from lightning_modules.network import check_outputs
 
+POLY_INTERVALS = ("step", "epoch")
+
 
 def check_targets(target: torch.Tensor, num_classes: int, ignore_index: int) -> None:
     """Raise a ``ValueError`` unless ``target`` holds class ids in ``[0, num_classes)`` or ``ignore_index``."""
@@ -54,6 +56,8 @@ class SegmentationModule(L.LightningModule):
         lr: backbone learning rate; the head trains at ``lr * head_lr_mult``.
         momentum, weight_decay: SGD settings (0.9, 1e-4 in DANet / SANet).
         poly_power: exponent of the poly schedule ``lr · (1 - step / total_steps) ** power``.
+        poly_interval: ``"step"``: the schedule decays every optimizer step (PyTorch-Encoding, mmsegmentation);
+            ``"epoch"``: once per epoch, ``lr · (1 - epoch / max_epochs) ** power`` (Gated-SCNN's official code).
         ignore_index: label value excluded from losses and scores.
         class_names: names used in per-class logs (``val/IoU/<name>``).
         eval_mode, eval_kwargs: how validation and test predict: ``"single"``, ``"multiscale"``
@@ -87,6 +91,7 @@ class SegmentationModule(L.LightningModule):
         momentum: float = 0.9,
         weight_decay: float = 1e-4,
         poly_power: float = 0.9,
+        poly_interval: str = "step",
         ignore_index: int = 255,
         class_names: Sequence[str] | None = None,
         eval_mode: str = "single",
@@ -97,6 +102,8 @@ class SegmentationModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["network"])
+        if poly_interval not in POLY_INTERVALS:
+            raise ValueError(f"poly_interval must be one of {POLY_INTERVALS}, got {poly_interval!r}.")
         self.network = network
         self.num_classes = num_classes
         self.loss_weights = dict(loss_weights or {"out": 1.0})
@@ -311,8 +318,10 @@ class SegmentationModule(L.LightningModule):
             momentum=self.hparams.momentum,
             weight_decay=self.hparams.weight_decay,
         )
-        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
-        scheduler = torch.optim.lr_scheduler.PolynomialLR(
-            optimizer, total_iters=total_steps, power=self.hparams.poly_power
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        interval = self.hparams.poly_interval
+        if interval == "epoch":
+            total = max(1, int(self.trainer.max_epochs))
+        else:
+            total = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=total, power=self.hparams.poly_power)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}

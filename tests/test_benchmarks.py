@@ -388,3 +388,33 @@ def test_plot_draws_both_benchmarks_and_names_a_bad_file(tmp_path: Path) -> None
     (tmp_path / "other.json").write_text(json.dumps({"benchmark": "data_pipeline", "rows": []}))
     with pytest.raises(SystemExit, match=r"other\.json: field 'benchmark' is 'data_pipeline'"):
         plot_benchmarks.main([str(tmp_path / "other.json")])
+
+
+gscnn_step = load_script("gscnn_step")
+
+
+def test_gscnn_official_canny_is_opencv_of_the_normalised_tensor_cast_to_uint8() -> None:
+    import cv2
+
+    # A normalised value of -1.2 becomes 255 through NumPy's uint8 cast (wrap-around), 2.7 becomes 2: the
+    # released code's Canny sees a step from 2 to 255 where the image had a mild one.
+    images = torch.full((2, 3, 16, 16), 2.7)
+    images[0, :, :, 8:] = -1.2
+    edges = gscnn_step.official_canny(images)
+    assert edges.shape == (2, 1, 16, 16) and edges.dtype == torch.float32
+    host = np.full((16, 16, 3), 2, dtype=np.uint8)
+    host[:, 8:] = 255
+    torch.testing.assert_close(edges[0, 0], torch.from_numpy(cv2.Canny(host, 10, 100)).float())
+    assert set(edges[0].unique().tolist()) == {0.0, 255.0} and edges[1].abs().sum() == 0
+
+
+def test_gscnn_step_benchmark_times_both_canny_paths_and_the_memory_saving(tmp_path, capsys) -> None:
+    argv = ["--device", "cpu", "--crop", "32", "--repeats", "1", "--warmup", "0", "--threads", "1"]
+    result = gscnn_step.main([*argv, "--memory", "--json", str(tmp_path / "gscnn.json")])
+    assert set(result["canny"]) == {"device", "official-cpu"}
+    assert all(row["ms"] > 0 for row in result["canny"].values())
+    assert result["memory_mib"]["stored"] > 0 and result["memory_mib"]["checkpointed"] >= 0
+    out = capsys.readouterr().out
+    assert "| device |" in out and "| official-cpu |" in out and "| checkpoint_shape_stream=True |" in out
+    saved = json.loads((tmp_path / "gscnn.json").read_text())
+    assert saved["benchmark"] == "gscnn_step" and saved["rows"][0]["canny"]["device"]["ms"] > 0

@@ -13,6 +13,7 @@ from lightning_modules.blocks.channel import (
     reduced_channels,
 )
 from lightning_modules.blocks.dual_attention import ChannelAttention, PositionAttention
+from lightning_modules.blocks.gated_conv import GatedSpatialConv2d
 
 __all__ = [
     "ATTENTION_LAYERS",
@@ -21,6 +22,7 @@ __all__ = [
     "CBAMChannelGate",
     "CBAMSpatialGate",
     "ChannelAttention",
+    "GatedSpatialConv2d",
     "PositionAttention",
     "SqueezeExcite",
     "eca_kernel_size",

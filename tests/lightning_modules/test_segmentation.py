@@ -269,3 +269,28 @@ def test_crop_factors_scale_with_a_reference_height():
     assert SegmentationModule(ConstantOutput({}), 2, crop_factors=(200,)).crop_pixels(200, 360) == 200
     with pytest.raises(ValueError, match="crop_factors must be non-negative pixel counts"):
         SegmentationModule(ConstantOutput({}), 2, crop_factors=(-1,))
+
+
+def test_poly_schedule_stepped_per_epoch_as_gated_scnn():
+    # Gated-SCNN's official schedule: lr · (1 - epoch / max_epochs) ** 1.0, constant within an epoch.
+    images, target = fixed_batch()
+    module = SegmentationModule(
+        FCN(4, backbone="test_resnet"), 4, lr=0.01, head_lr_mult=1.0, poly_power=1.0, poly_interval="epoch"
+    )
+    record = RecordLR()
+    loader = DataLoader(TensorDataset(images, target), batch_size=2)  # 2 steps per epoch
+    fit = L.Trainer(
+        max_epochs=4,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[record],
+    )
+    fit.fit(module, loader)
+    expected = [0.01 * (1 - epoch / 4) for epoch in range(4) for _ in range(2)]
+    assert [lrs[0] for lrs in record.lrs] == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(ValueError, match=r"poly_interval must be one of \('step', 'epoch'\), got 'iter'"):
+        SegmentationModule(FCN(4, backbone="test_resnet"), 4, poly_interval="iter")
