@@ -1,5 +1,5 @@
-"""GSCNN network: the released model's parameter budget, Table 5 deltas, outputs at odd sizes, the fusion, ASPP
-and decoder against formulas written here, checkpointing without double BN updates, and loading weights."""
+"""GSCNN network: the released model's parameter budget, Table 5 deltas, outputs at odd sizes, the fusion, the
+decoder against formulas written here, checkpointing without double BN updates, and loading weights."""
 
 import pytest
 import torch
@@ -9,7 +9,6 @@ from torch import nn
 from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
 from lightning_modules.gscnn.canny import image_gradients
 from lightning_modules.gscnn.network import (
-    ASPP,
     GSCNN,
     Decoder,
     released_state_dict,
@@ -223,35 +222,6 @@ def test_shape_stream_wiring():
         c = stream.gate2(stream.d2(stream.res2(c)), up(stream.dsn4(layer2)))
         c = stream.gate3(stream.d3(stream.res3(c)), up(stream.dsn7(layer4)))
         assert torch.allclose(network(x)["edge"], stream.fuse(c), atol=1e-12, rtol=0)
-
-
-def test_aspp_with_edge_branch_matches_its_formula():
-    torch.manual_seed(0)
-    aspp = randomise_norms(ASPP(6, output_stride=8, reduction=4)).double().eval()
-    x = torch.randn(2, 6, 5, 7, dtype=torch.float64)
-    edge = torch.rand(2, 1, 40, 56, dtype=torch.float64)
-
-    def branch(block, t, dilation=1):
-        conv, bn = block[0], block[1]
-        y = F.conv2d(t, conv.weight, padding=dilation * (conv.kernel_size[0] // 2), dilation=dilation)
-        y = (y - bn.running_mean.view(1, -1, 1, 1)) / torch.sqrt(bn.running_var.view(1, -1, 1, 1) + bn.eps)
-        return torch.clamp(y * bn.weight.view(1, -1, 1, 1) + bn.bias.view(1, -1, 1, 1), min=0)
-
-    pooled = branch(aspp.img_conv, x.mean(dim=(2, 3), keepdim=True)).expand(-1, -1, 5, 7)
-    small_edge = F.interpolate(edge, size=(5, 7), mode="bilinear", align_corners=True)
-    expected = torch.cat(
-        [
-            pooled,
-            branch(aspp.edge_conv, small_edge),
-            branch(aspp.features[0], x),
-            *(branch(aspp.features[i + 1], x, rate) for i, rate in enumerate((12, 24, 36))),
-        ],
-        dim=1,
-    )
-    with torch.no_grad():
-        assert torch.allclose(aspp(x, edge), expected, atol=1e-10, rtol=0)
-    with pytest.raises(ValueError, match="has edge branch: expected an edge map"):
-        aspp(x)
 
 
 def test_decoder_matches_its_formula():
