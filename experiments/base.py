@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import typing
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -95,8 +95,9 @@ class Experiment(ABC):
     ) -> L.LightningModule:
         """The LightningModule of one variant."""
 
-    def extra_tables(self) -> list[str]:
-        """Markdown tables that need no run (e.g. parameter counts), printed after the paper-vs-measured table."""
+    def extra_tables(self, records: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Markdown tables printed after the paper-vs-measured one, from the experiment's ``records`` or from no run
+        at all (e.g. parameter counts)."""
         return []
 
     def trainer_kwargs(self, recipe: Mapping[str, Any]) -> dict[str, Any]:

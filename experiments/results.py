@@ -389,7 +389,7 @@ def paper_table(experiment: Any, records: list[dict[str, Any]], runs_dir: str | 
         )
         if table
     ]
-    return "\n\n".join(["\n".join(lines), *extra, *experiment.extra_tables()])
+    return "\n\n".join(["\n".join(lines), *extra, *experiment.extra_tables(records)])
 
 
 def paper_chart(experiment: Any, records: list[dict[str, Any]]) -> Figure | None:

@@ -73,9 +73,9 @@ class SegmentationModule(L.LightningModule):
             paper's Cityscapes factors): factors are pixels at that height, scaled to the evaluated images
             (``round(factor · H / crop_reference_height)``), so a small-image run reports the paper's factors.
 
-    Training never synchronises with the device: labels are range-checked on the host before the batch moves
-    (:meth:`on_before_batch_transfer`), and a non-finite loss stops the run after the step
-    (:meth:`on_train_batch_end`).
+    The training step itself never waits for the device: labels of ``(images, labels)`` batches are range-checked
+    on the host before the batch moves (:meth:`on_before_batch_transfer`), and the loss is checked for NaN / Inf
+    after the step (:meth:`on_train_batch_end`, which reads one number, as the progress bar's loss does).
     """
 
     # The validation score that picks the best checkpoint (higher is better).
@@ -320,7 +320,12 @@ class SegmentationModule(L.LightningModule):
         )
         interval = self.hparams.poly_interval
         if interval == "epoch":
-            total = max(1, int(self.trainer.max_epochs))
+            if self.trainer.max_epochs is None or self.trainer.max_epochs < 1:
+                raise ValueError(
+                    f'poly_interval="epoch" decays the learning rate to 0 over max_epochs, which must be a positive '
+                    f"number of epochs; the Trainer has max_epochs={self.trainer.max_epochs}."
+                )
+            total = self.trainer.max_epochs
         else:
             total = max(1, int(self.trainer.estimated_stepping_batches))
         scheduler = torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=total, power=self.hparams.poly_power)

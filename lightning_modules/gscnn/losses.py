@@ -1,5 +1,12 @@
 """Gated-SCNN's training losses (spec Part 1, 1.2; official ``loss.py`` and ``my_functionals/``), in torch only.
 
+The official run trains one image per GPU on 8 GPUs (``bs_mult = 1``, ``nn.DataParallel``; spec 1.3): each
+GPU computes the four losses on its one-image batch and ``train.py`` averages the 8 values. So every
+batch statistic of the official losses (class weights, edge-class counts, the max of the boundary
+magnitudes, the mask sums of L_dual) is a per-image statistic. Here each loss is computed per image as
+the official code computes it on its one-image batch, then averaged over the B images, so that it
+matches the official training for any batch size B; each docstring states its batch rule.
+
 The official code computes the class and edge weights with NumPy on the CPU at every step; here every
 statistic is a fixed-size tensor operation on the logits' device (no host synchronisation), and every
 loss is 0 with a zero gradient when the batch has no labelled pixel (:mod:`lightning_modules.losses`),
@@ -72,6 +79,24 @@ def image_class_weights(
     return torch.where(fractions > 0, 1 + upper_bound * (1 - fractions), torch.ones_like(fractions))
 
 
+def _image_weighted_cross_entropies(
+    logits: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int, upper_bound: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B,)`` per-image weighted cross-entropies and ``(B,)`` bool: whether the image has a labelled pixel.
+
+    Image n's loss is ``Σ_p w_{n, y_p} · nll_p / Σ_p w_{n, y_p}`` over its labelled pixels (0, with a zero
+    gradient, for an image without one), with the weights of :func:`image_class_weights`.
+    """
+    labelled = target != ignore_index
+    safe_target = torch.where(labelled, target, 0).long()
+    nll = F.cross_entropy(logits, safe_target, reduction="none")
+    weights = image_class_weights(target, num_classes, ignore_index, upper_bound, dtype=nll.dtype)
+    pixel_weights = weights.gather(1, safe_target.flatten(1)) * labelled.flatten(1)
+    # Every labelled pixel weighs at least 1, so the clamp only keeps unlabelled images at 0 / 1.
+    per_image = (pixel_weights * nll.flatten(1)).sum(dim=1) / pixel_weights.sum(dim=1).clamp(min=1)
+    return per_image, labelled.flatten(1).any(dim=1)
+
+
 def image_weighted_cross_entropy(
     logits: torch.Tensor,
     target: torch.Tensor,
@@ -83,10 +108,14 @@ def image_weighted_cross_entropy(
 
     Image n's loss is ``Σ_p w_{n, y_p} · nll_p / Σ_p w_{n, y_p}`` over its labelled pixels, with the
     weights of :func:`image_class_weights` (no gradient flows through them): the official
-    ``ImageBasedCrossEntropyLoss2d`` (``NLLLoss`` with ``weight`` and mean reduction, per image). The
-    official code sums these over its one image per GPU and DataParallel averages over the GPUs, so the
-    batch loss is their mean over images; images without a labelled pixel are left out, and a batch
-    without one gives 0 with a zero gradient.
+    ``ImageBasedCrossEntropyLoss2d`` (``NLLLoss`` with ``weight`` and mean reduction, per image, summed
+    over the images of a GPU). The official run has one image per GPU and averages over its 8 GPUs
+    (DataParallel, spec 1.3), so the batch loss is the mean of the per-image losses over the images that
+    have a labelled pixel. An image without one is left out rather than counted as 0, as in the other
+    segmentation losses (:mod:`lightning_modules.losses`); the official GPU holding such an image adds 0
+    to its average (NaN since PyTorch 1.11, see :func:`edge_attention_loss`), which never happens with
+    Cityscapes crops, where every crop has labelled pixels. A batch without a labelled pixel gives 0 with
+    a zero gradient.
 
     Shapes: logits ``(B, K, H, W)``, target ``(B, H, W)`` integer → a scalar.
 
@@ -94,49 +123,62 @@ def image_weighted_cross_entropy(
         ValueError: logits are not ``(B, num_classes, H, W)`` float, or target not ``(B, H, W)`` integer.
     """
     _check_segmentation(logits, target, num_classes)
-    labelled = target != ignore_index
-    safe_target = torch.where(labelled, target, 0).long()
-    nll = F.cross_entropy(logits, safe_target, reduction="none")
-    weights = image_class_weights(target, num_classes, ignore_index, upper_bound, dtype=nll.dtype)
-    pixel_weights = weights.gather(1, safe_target.flatten(1)) * labelled.flatten(1)
-    # Every labelled pixel weighs at least 1, so the clamp only keeps unlabelled images at 0 / 1.
-    per_image = (pixel_weights * nll.flatten(1)).sum(dim=1) / pixel_weights.sum(dim=1).clamp(min=1)
-    images = labelled.flatten(1).any(dim=1).to(nll.dtype)
+    per_image, labelled_images = _image_weighted_cross_entropies(logits, target, num_classes, ignore_index, upper_bound)
+    images = labelled_images.to(per_image.dtype)
     return per_image.sum() / images.sum().clamp(min=1)
 
 
 def balanced_edge_bce(edge_logits: torch.Tensor, edge_target: torch.Tensor, mode: str = "paper") -> torch.Tensor:
-    """L_edge: class-balanced binary cross-entropy over the whole batch (official ``JointEdgeSegLoss.bce2d``).
+    """L_edge: class-balanced binary cross-entropy per image (official ``JointEdgeSegLoss.bce2d``), averaged.
 
-    With P positive (target 1) and N negative (target 0) pixels in the batch, positives weigh ``N / (P + N)``,
-    negatives ``P / (P + N)`` and any other target 0; the loss is the mean over all pixels of
-    ``w · BCEWithLogits(x, t)``. A batch without a positive pixel gives 0 with a zero gradient.
+    ``bce2d`` flattens the pixels of its GPU's batch, one image in the official run (DataParallel, 1 image
+    per GPU on 8 GPUs, spec 1.3), so its counts are per image: with ``P_n`` positive (target 1) and
+    ``N_n`` negative (target 0) pixels in image n, positives weigh ``N_n / (P_n + N_n)``, negatives
+    ``P_n / (P_n + N_n)`` and any other target 0; image n's loss is the mean over its ``C·H·W`` pixels of
+    ``w · BCEWithLogits(x, t)``, and the batch loss the mean over all B images, as ``train.py`` averages
+    the 8 GPUs. An image without a positive pixel contributes 0 with a zero gradient (its negatives weigh
+    0); so does a batch without one.
+
+    The counts, weights and loss are computed in float32 (float64 for float64 logits) with autocast off,
+    whatever the dtype of ``edge_target``: bfloat16 (8 significant bits) rounds any count above 256, which
+    would shift the weights by tenths of a percent on the hundreds of thousands of pixels of a crop.
 
     Args:
-        edge_logits: ``(B, 1, H, W)`` boundary logits (before the sigmoid).
+        edge_logits: ``(B, C, H, W)`` boundary logits (before the sigmoid); ``C = 1`` in GSCNN.
         edge_target: float tensor of the same shape, 0 / 1 (:func:`~lightning_modules.gscnn.edges.edge_targets`).
         mode: ``"paper"``: ``x`` = the logits. ``"released"``: ``x = σ(logits)``, the double sigmoid of the
             official code, which feeds the network's sigmoid output to a loss that applies one (issue #62).
 
+    Returns:
+        A scalar of dtype ``promote_types(edge_logits.dtype, float32)``.
+
     Raises:
-        ValueError: shapes differ, a tensor is not floating-point, or an unknown ``mode``.
+        ValueError: shapes differ or are not 4D, a tensor is not floating-point, or an unknown ``mode``.
     """
     _check_mode(mode)
-    if edge_logits.shape != edge_target.shape or not (
-        edge_logits.is_floating_point() and edge_target.is_floating_point()
+    if (
+        edge_logits.ndim != 4
+        or edge_logits.shape != edge_target.shape
+        or not (edge_logits.is_floating_point() and edge_target.is_floating_point())
     ):
         raise ValueError(
-            f"edge_logits and edge_target must be float tensors of one shape, got {tuple(edge_logits.shape)} "
-            f"{edge_logits.dtype} and {tuple(edge_target.shape)} {edge_target.dtype}."
+            f"edge_logits and edge_target must be float (B, C, H, W) tensors of one shape, got "
+            f"{tuple(edge_logits.shape)} {edge_logits.dtype} and {tuple(edge_target.shape)} {edge_target.dtype}."
         )
-    positive = edge_target == 1
-    negative = edge_target == 0
-    num_positive = positive.sum().to(edge_target.dtype)
-    num_negative = negative.sum().to(edge_target.dtype)
-    total = (num_positive + num_negative).clamp(min=1)
-    weight = torch.where(positive, num_negative / total, torch.where(negative, num_positive / total, 0.0))
-    inputs = edge_logits if mode == "paper" else torch.sigmoid(edge_logits)
-    return F.binary_cross_entropy_with_logits(inputs, edge_target, weight=weight)
+    dtype = torch.promote_types(edge_logits.dtype, torch.float32)
+    with torch.autocast(edge_logits.device.type, enabled=False):
+        logits = edge_logits.to(dtype)
+        target = edge_target.to(dtype)
+        positive = target == 1
+        negative = target == 0
+        num_positive = positive.flatten(1).sum(dim=1).to(dtype).view(-1, 1, 1, 1)
+        num_negative = negative.flatten(1).sum(dim=1).to(dtype).view(-1, 1, 1, 1)
+        # An image with neither class has only zero weights; the clamp only avoids 0 / 0 there.
+        total = (num_positive + num_negative).clamp(min=1)
+        weight = torch.where(positive, num_negative / total, torch.where(negative, num_positive / total, 0.0))
+        inputs = logits if mode == "paper" else torch.sigmoid(logits)
+        per_pixel = F.binary_cross_entropy_with_logits(inputs, target, weight=weight, reduction="none")
+        return per_pixel.flatten(1).mean(dim=1).mean()
 
 
 def edge_attention_loss(
@@ -148,11 +190,24 @@ def edge_attention_loss(
     ignore_index: int = 255,
     upper_bound: float = 1.0,
 ) -> torch.Tensor:
-    """L_att: :func:`image_weighted_cross_entropy` restricted to pixels with ``σ(edge) > threshold``.
+    """L_att: the image-weighted cross-entropy restricted to pixels with ``σ(edge) > threshold``, averaged over B.
 
     Official ``JointEdgeSegLoss.edge_attention``: the target becomes ``ignore_index`` wherever the predicted
     boundary probability (max over its channels) is at most ``threshold``, and the class weights are those
-    of that masked target. The mask carries no gradient. 0 with a zero gradient when no pixel is kept.
+    of that masked target. The mask carries no gradient.
+
+    Batch rule: the official run computes this on one image per GPU and averages over its 8 GPUs
+    (DataParallel, spec 1.3), so image n's loss is the image-weighted cross-entropy of its masked target
+    (as in :func:`image_weighted_cross_entropy`) and the batch loss their sum divided by B: every image
+    counts, as the official average counts every GPU. An image with no confident labelled pixel
+    contributes 0 with a zero gradient; so the loss is 0 with a zero gradient when no image has one.
+
+    The official code on such an image: ``calculateWeights`` takes the density of an empty histogram,
+    0 / 0, so every class weight is NaN (a NumPy warning), which ``NLLLoss`` never reads since every pixel
+    is ignored; its mean over a zero total weight was 0 on the PyTorch of its day (>= 1.1) and is NaN since
+    PyTorch 1.11 (pytorch/pytorch#64572), which makes that step's loss NaN. We keep the 0 of the official
+    run, on any PyTorch: images with no confident pixel are common while the boundary map is still
+    unsure, early in training.
 
     Shapes: logits ``(B, K, H, W)``, target ``(B, H, W)`` integer, edge_logits ``(B, C, H, W)`` → a scalar.
 
@@ -171,7 +226,8 @@ def edge_attention_loss(
         )
     confident = torch.sigmoid(edge_logits.detach()).amax(dim=1) > threshold
     masked = torch.where(confident, target, torch.full_like(target, ignore_index))
-    return image_weighted_cross_entropy(logits, masked, num_classes, ignore_index, upper_bound)
+    per_image, _ = _image_weighted_cross_entropies(logits, masked, num_classes, ignore_index, upper_bound)
+    return per_image.mean()
 
 
 def sample_gumbel(shape: torch.Size | tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -233,11 +289,13 @@ def central_differences(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def boundary_magnitude(x: torch.Tensor, mode: str = "paper") -> torch.Tensor:
-    """``M(X) = sqrt(O_x² + O_y² + 1e-6) / max``, the max taken over the whole ``(N, C, H, W)`` tensor.
+    """``M(X) = sqrt(O_x² + O_y² + 1e-6) / max``, the max taken per image, over its ``(C, H, W)`` values.
 
-    The official ``compute_grad_mag``. ``"paper"``: ``O_x, O_y`` are the :func:`central_differences` of
-    the :func:`triangle_filter`-smoothed map. ``"released"``: both early returns fire, so there is no
-    smoothing and ``O_x = O_y = X``: ``M(X) = sqrt(2·X² + 1e-6) / max`` (issue #16).
+    The official ``compute_grad_mag``, whose max runs over its whole input: one image in the official run
+    (DataParallel, 1 image per GPU, spec 1.3), hence per image here. ``"paper"``: ``O_x, O_y`` are the
+    :func:`central_differences` of the :func:`triangle_filter`-smoothed map. ``"released"``: both early
+    returns fire, so there is no smoothing and ``O_x = O_y = X``: ``M(X) = sqrt(2·X² + 1e-6) / max``
+    (issue #16). Shapes: ``(N, C, H, W)`` → ``(N, C, H, W)``.
     """
     _check_mode(mode)
     if mode == "paper":
@@ -245,7 +303,7 @@ def boundary_magnitude(x: torch.Tensor, mode: str = "paper") -> torch.Tensor:
     else:
         o_x = o_y = x
     magnitude = torch.sqrt(o_x * o_x + o_y * o_y + MAGNITUDE_EPS)
-    return magnitude / magnitude.amax()
+    return magnitude / magnitude.amax(dim=(1, 2, 3), keepdim=True)
 
 
 def dual_task_loss(
@@ -262,19 +320,25 @@ def dual_task_loss(
     Official ``DualTaskLoss`` (spec 1.2(d)): ``g = softmax((z + G) / τ)`` over classes, ``ĝ`` the one-hot
     labels, ``e = |M(g) − M(ĝ)|`` with :func:`boundary_magnitude`, ``m = 1[M(g) >= 1e-8]``,
     ``m̂ = 1[M(ĝ) >= 1e-8]`` (no gradient), and the loss
-    ``½ · Σ e·m / (Σ m + 1e-10) + ½ · Σ e·m̂ / (Σ m̂ + 1e-10)``, sums over the whole batch. The ``1e-6``
-    inside ``M`` keeps every value at least ``1e-3 / max ≫ 1e-8``, so in both modes the masks select
-    every element and the loss is about the mean of ``e``.
+    ``½ · Σ e·m / (Σ m + 1e-10) + ½ · Σ e·m̂ / (Σ m̂ + 1e-10)``. The ``1e-6`` inside ``M`` keeps every
+    value at least ``1e-3 / max ≫ 1e-8``, so in both modes the masks select every element and the loss
+    is about the mean of ``e``.
+
+    Batch rule: the official code takes the max of ``M`` and the sums over its GPU's batch, one image in
+    the official run (DataParallel, 1 image per GPU on 8 GPUs, spec 1.3), and ``train.py`` averages the
+    GPUs. So here the max normalisation, ``Σ m``, ``Σ m̂`` and the ½ / ½ combination are per image (sums
+    over its ``K·H·W`` elements), and the batch loss is the mean over all B images.
 
     Modes:
         ``"paper"``: the intended operation, triangle smoothing and central differences (a boundary map,
         so the gradient at a pixel depends on its neighbours' labels); τ = 1 by default. Ignored pixels
         are excluded by zeroing both ``g`` and ``ĝ`` there: inside a void region both maps are flat, and
         at its outline both see the same drop to zero, the prediction's only as sharp as its confidence.
-        A batch without a labelled pixel gives 0 with a zero gradient.
+        An image without a labelled pixel gives 0 with a zero gradient (it still counts in the mean), and
+        so does a batch without one.
         ``"released"``: what the released code computes: ``M(X) = sqrt(2·X² + 1e-6) / max`` elementwise, so
         the loss is about ``mean |g − onehot(y)|`` over ``B·19·H·W`` elements, with no spatial gradient;
-        ignored pixels get logits 0 (no gradient) and class 0; τ = 0.5 by default; K must be 19. A batch
+        ignored pixels get logits 0 (no gradient) and class 0; τ = 0.5 by default; K must be 19. An image
         without a labelled pixel keeps the official value, a noise-dependent constant with a zero gradient.
 
     Args:
@@ -326,6 +390,6 @@ def dual_task_loss(
         error = (predicted - labelled_boundary).abs()
         halves = []
         for magnitude in (predicted, labelled_boundary):
-            mask = (magnitude.detach() >= MASK_THRESHOLD).to(dtype)
-            halves.append((error * mask).sum() / (mask.sum() + DENOMINATOR_EPS))
-        return 0.5 * halves[0] + 0.5 * halves[1]
+            mask = (magnitude.detach() >= MASK_THRESHOLD).to(dtype).flatten(1)
+            halves.append((error.flatten(1) * mask).sum(dim=1) / (mask.sum(dim=1) + DENOMINATOR_EPS))
+        return (0.5 * halves[0] + 0.5 * halves[1]).mean()

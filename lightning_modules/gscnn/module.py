@@ -8,8 +8,16 @@ with the functions of :mod:`lightning_modules.gscnn.losses`, the boundary target
 :func:`~lightning_modules.gscnn.edges.edge_targets` computed from the (augmented) labels on the device,
 as the official data loader does after its augmentations. The defaults 1 / 20 / 1 / 1 are the official
 weights 1 / 1 / 1 / 1 with the factor 20 that ``JointEdgeSegLoss`` hard-codes on the edge term, applied
-once here (passing 20 on top of the hard-coded factor gave ×400 in issue #53). Validation and test use
-plain unweighted cross-entropy of ``"out"``, as the official ``criterion_val``.
+once here (passing 20 on top of the hard-coded factor gave ×400 in issue #53). Each term is computed
+per image and averaged over the batch: the official run trains one image per GPU on 8 GPUs
+(DataParallel, ``bs_mult = 1``, spec 1.3) and averages the per-GPU losses, so the terms match it for
+any batch size.
+
+Validation and test log the plain unweighted cross-entropy of ``"out"`` over the labelled pixels, the
+``val/loss`` of the other segmentation modules: deterministic (no Gumbel noise) and comparable between
+GSCNN and its baseline without an edge output. The official ``validate`` logs something else: the sum
+of the four terms of ``criterion_val`` (``JointEdgeSegLoss(mode="val")``: plain cross-entropy for L_seg
+and L_att, the ×20 edge BCE and the noisy dual loss), which is not comparable with our ``val/loss``.
 
 Where the released code departs from the paper, the default is the fixed behaviour and a switch gives
 the released one (spec 1.6):

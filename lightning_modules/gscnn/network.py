@@ -222,8 +222,11 @@ class GSCNN(SegmentationNetwork):
     channel count (64 for ResNets, so exactly the official layers; 16 for EfficientNet-Lite0).
 
     Fusion: ``a = σ(cw([σ(edge); canny]))`` with ``cw`` a 1×1 convolution 2 → 1 without bias, the Canny map of
-    :func:`~lightning_modules.gscnn.canny.image_gradients` (``canny_mode``); with ``image_gradients=False``, cw is
-    1 → 1 on ``σ(edge)`` alone (Table 3, "GCL without gradients"). ``a`` is the ASPP's edge branch input.
+    :func:`~lightning_modules.gscnn.canny.image_gradients` (``canny_mode``): the official ``cv2.Canny(·, 10, 100)``
+    on the 3-channel uint8 image, computed on the device with a bounded hysteresis
+    (:data:`~lightning_modules.gscnn.canny.HYSTERESIS_ROUNDS` rounds, no host synchronisation); with
+    ``image_gradients=False``, cw is 1 → 1 on ``σ(edge)`` alone (Table 3, "GCL without gradients"). ``a`` is the
+    ASPP's edge branch input.
 
     Parameters with WRN-38 and K = 19: 137,278,190 (regular stream 105,062,720; shape stream with ``cw`` 107,950;
     ASPP 30,412,032; decoder 1,695,488), as the released model.
@@ -240,8 +243,9 @@ class GSCNN(SegmentationNetwork):
         shape_stream: build the shape stream and the ASPP edge branch; ``False`` gives the DeepLabV3+-style
             baseline of Table 5 (5-branch ASPP, ``bot_aspp`` 1280 → 256) and only ``"out"``.
         image_gradients: fuse the Canny map (only with the shape stream).
-        canny_mode: ``"device"`` (0/1 edges of the un-normalised image) or ``"released"`` (0/255 edges of the
-            uint8-wrapped normalised tensor, as the released model was trained).
+        canny_mode: ``"device"`` (0/1 Canny edges of the un-normalised image, clamped and rounded to uint8) or
+            ``"released"`` (0/255 Canny edges of the uint8-wrapped normalised tensor, as the released model was
+            trained).
         checkpoint_shape_stream: in training, recompute the full-resolution shape stream in the backward pass
             (``torch.utils.checkpoint``, non-reentrant) instead of storing its activations; the BatchNorm running
             statistics are restored after the recomputation, so that each batch updates them once.
@@ -418,6 +422,8 @@ RELEASED_CONTAINERS = {
     "aspp": "",
     "cw": "",
 }
+# The official loss submodule, whose buffers released checkpoints carry (see released_state_dict).
+RELEASED_CRITERION = "criterion"
 
 
 def released_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -429,6 +435,12 @@ def released_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Te
     keep their names. For a checkpoint file: ``GSCNN(K).load_state_dict(released_state_dict(read_state_dict(path)))``
     (:func:`~lightning_modules.pretrained_weights.read_state_dict` unwraps ``{"state_dict": ...}``).
 
+    Keys under ``criterion.`` are dropped: the official GSCNN holds its training loss as the submodule
+    ``self.criterion`` (``JointEdgeSegLoss``), and its ``ImageBasedCrossEntropyLoss2d`` (``loss.py``) assigns the
+    per-image class weights to ``self.nll_loss.weight``, an ``NLLLoss`` buffer, at every step. A checkpoint saved in
+    training therefore holds ``module.criterion.seg_loss.nll_loss.weight``: the last image's class weights, not a
+    weight of the network (this module's loss lives in :class:`~lightning_modules.gscnn.module.GSCNNModule`).
+
     Raises:
         ValueError: for a key whose top-level module the official GSCNN does not have.
     """
@@ -436,6 +448,8 @@ def released_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Te
     for key, tensor in state.items():
         name = key.removeprefix("module.")
         head = name.split(".", 1)[0]
+        if head == RELEASED_CRITERION:
+            continue
         if head not in RELEASED_CONTAINERS:
             raise ValueError(
                 f"state has the key {key!r}, whose module {head!r} is not one of the official GSCNN's "

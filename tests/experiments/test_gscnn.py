@@ -195,3 +195,17 @@ def test_train_ids_become_label_ids():
     assert submission_name(Path("aachen_000001_000019_leftImg8bit.png")) == "aachen_000001_000019_labelIds.png"
     with pytest.raises(ValueError, match=r"should end with _leftImg8bit\.png"):
         submission_name(Path("a.png"))
+
+
+def test_table5_increases_are_measured_from_both_rows_of_a_profile():
+    from experiments.gscnn import increase_table
+
+    def record(variant, miou, boundary):
+        metrics = {"val/mIoU": miou, **{f"val/boundary_F/{t:g}": boundary for t in THRESHOLD_PIXELS}}
+        return {"variant": variant, "profile": "smoke", "metrics": {**metrics, "val/crop_mIoU/200": 0.0}}
+
+    lines = increase_table([record("Baseline-R50", 0.70, 0.60), record("GSCNN-R50", 0.725, 0.64)]).splitlines()
+    assert "| resnet50.tv_in1k | smoke | +2.5 | +1.7 | +4.0 | +3.2 |" in lines
+    assert "| resnet101.tv_in1k | not run | — | +2.0 | — | +3.5 |" in lines
+    only_gscnn = increase_table([record("GSCNN-WRN38", 0.8, 0.8)]).splitlines()
+    assert "| wider_resnet38 | not run | — | +0.9 | — | +2.1 |" in only_gscnn

@@ -39,6 +39,19 @@ def test_zoom_center_crops_each_side_and_resizes_back():
         zoom_center(images, labels, 6)
 
 
+def test_zoom_center_keeps_the_aspect_ratio():
+    # A 6×12 image (Cityscapes' 1:2): crop 1 removes 1 row at the top and bottom and 2 columns left and right,
+    # leaving the central 4×8 window, zoomed by 1.5 in both directions.
+    labels = (10 * torch.arange(6)[:, None] + torch.arange(12)[None, :])[None]
+    images = labels[:, None].float()
+    _, zoomed = zoom_center(images, labels, 1)
+    rows = [10 * (1 + (2 * i + 1) * 4 // 12) for i in range(6)]
+    cols = [2 + (2 * j + 1) * 8 // 24 for j in range(12)]
+    assert zoomed[0].tolist() == [[row + col for col in cols] for row in rows]
+    with pytest.raises(ValueError, match="leaves nothing of a 6x12 image"):
+        zoom_center(images, labels, 3)
+
+
 def test_zoom_center_keeps_image_and_label_aligned():
     # Grey level 10 j in column j (and 10 i in row i of a second channel): the bilinearly zoomed image stays
     # within 5 of 10 × the label under each pixel centre, in both directions, away from the clamped border.

@@ -294,3 +294,6 @@ def test_poly_schedule_stepped_per_epoch_as_gated_scnn():
     assert [lrs[0] for lrs in record.lrs] == pytest.approx(expected, rel=1e-12)
     with pytest.raises(ValueError, match=r"poly_interval must be one of \('step', 'epoch'\), got 'iter'"):
         SegmentationModule(FCN(4, backbone="test_resnet"), 4, poly_interval="iter")
+    endless = L.Trainer(max_epochs=-1, max_steps=2, accelerator="cpu", logger=False, enable_progress_bar=False)
+    with pytest.raises(ValueError, match=r"max_epochs, which must be a positive number of epochs.*max_epochs=-1"):
+        endless.fit(module, loader)

@@ -1,4 +1,9 @@
-"""Gated-SCNN's losses against formulas written out here in NumPy float64, plus gradient checks."""
+"""Gated-SCNN's losses against formulas written out here in NumPy float64, plus gradient checks.
+
+The official run computes each loss on one image per GPU and averages the 8 GPUs (DataParallel), so the
+references loop over the images and average; the ``*_batch_is_the_mean_of_single_images`` tests check
+that a batch of 2 gives the mean of the two one-image losses.
+"""
 
 import math
 
@@ -35,15 +40,16 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
-def reference_image_weighted_ce(logits, target, classes, upper_bound=1.0, ignore=255):
-    """Official ImageBasedCrossEntropyLoss2d per image (np.histogram density = normed), then the mean over
-    the images with a labelled pixel."""
+def reference_image_weighted_ce_per_image(logits, target, classes, upper_bound=1.0, ignore=255):
+    """Official ImageBasedCrossEntropyLoss2d on each image alone (np.histogram density = normed); None for
+    an image without a labelled pixel."""
     logits, target = logits.detach().numpy(), target.numpy()
     log_p = log_softmax(logits)
     losses = []
     for n in range(target.shape[0]):
         labels = target[n]
         if (labels != ignore).sum() == 0:
+            losses.append(None)
             continue
         hist = np.histogram(labels.flatten(), bins=range(classes + 1), density=True)[0]
         weights = (hist != 0) * upper_bound * (1 - hist) + 1
@@ -53,7 +59,21 @@ def reference_image_weighted_ce(logits, target, classes, upper_bound=1.0, ignore
             numerator -= w * log_p[n, labels[y, x], y, x]
             denominator += w
         losses.append(numerator / denominator)
+    return losses
+
+
+def reference_image_weighted_ce(logits, target, classes, upper_bound=1.0, ignore=255):
+    """The mean of the per-image losses over the images with a labelled pixel (0 if none has one)."""
+    per_image = reference_image_weighted_ce_per_image(logits, target, classes, upper_bound, ignore)
+    losses = [loss for loss in per_image if loss is not None]
     return sum(losses) / len(losses) if losses else 0.0
+
+
+def assert_batch_is_the_mean_of_single_images(loss_fn, *batched):
+    """``loss_fn`` on a batch of 2 equals the mean of ``loss_fn`` on each image alone (float64, 1e-10)."""
+    singles = [float(loss_fn(*(x[n : n + 1] for x in batched))) for n in range(2)]
+    assert abs(float(loss_fn(*batched)) - (singles[0] + singles[1]) / 2) <= 1e-10
+    assert abs(singles[0] - singles[1]) > 1e-3  # the images differ, so the check is not vacuous
 
 
 def test_image_class_weights_by_hand():
@@ -83,6 +103,12 @@ def test_image_weighted_cross_entropy_without_labels_is_zero_with_zero_gradient(
     assert float(loss.detach()) == 0.0 and torch.equal(logits.grad, torch.zeros_like(logits))
 
 
+def test_image_weighted_cross_entropy_batch_is_the_mean_of_single_images():
+    logits, target = random_case(batch=2, seed=15)
+    target[1, :, :4] = 2  # different class frequencies, so different weights per image
+    assert_batch_is_the_mean_of_single_images(lambda z, y: image_weighted_cross_entropy(z, y, 4), logits, target)
+
+
 def test_image_weighted_cross_entropy_gradcheck():
     logits, target = random_case(batch=2, classes=3, height=3, width=4, seed=3)
     logits.requires_grad_(True)
@@ -104,24 +130,58 @@ def reference_bce(x: np.ndarray, t: np.ndarray) -> np.ndarray:
     return -(t * np.log(p) + (1 - t) * np.log(1 - p))
 
 
+def reference_balanced_edge_bce(logits, target, mode):
+    """Official bce2d on each image alone (its GPU's batch), then the mean over the images."""
+    losses = []
+    for x, t in zip(logits.numpy(), target.numpy(), strict=True):
+        positives, negatives = (t == 1).sum(), (t == 0).sum()
+        weights = np.where(
+            t == 1, negatives / (positives + negatives), np.where(t == 0, positives / (positives + negatives), 0)
+        )
+        inputs = x if mode == "paper" else 1 / (1 + np.exp(-x))
+        losses.append((weights * reference_bce(inputs, t)).mean())
+    return sum(losses) / len(losses)
+
+
+def edge_case(seed, batch=2, size=(5, 7)):
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(batch, 1, *size, generator=generator, dtype=torch.float64) * 3
+    target = (torch.rand(batch, 1, *size, generator=generator) < 0.3).double()
+    target[1] = (torch.rand(1, *size, generator=generator) < 0.6).double()  # per-image weights differ
+    return logits, target
+
+
 @pytest.mark.parametrize("mode", ["paper", "released"])
 def test_balanced_edge_bce_equals_the_official_formula(mode):
-    generator = torch.Generator().manual_seed(4)
-    logits = torch.randn(2, 1, 5, 7, generator=generator, dtype=torch.float64) * 3
-    target = (torch.rand(2, 1, 5, 7, generator=generator) < 0.3).double()
+    logits, target = edge_case(4, batch=3)
     target[0, 0, 0, :2] = 2.0  # targets above 1 weigh nothing
-    x, t = logits.numpy(), target.numpy()
-    positives, negatives = (t == 1).sum(), (t == 0).sum()
-    weights = np.where(
-        t == 1, negatives / (positives + negatives), np.where(t == 0, positives / (positives + negatives), 0)
-    )
-    inputs = x if mode == "paper" else 1 / (1 + np.exp(-x))
-    expected = (weights * reference_bce(inputs, t)).mean()
+    target[2] = 0.0  # an image without a positive pixel adds 0 and counts in the mean
+    expected = reference_balanced_edge_bce(logits, target, mode)
     assert abs(float(balanced_edge_bce(logits, target, mode)) - expected) <= 1e-10
+    # The batch-wide counts of the old rule give another value.
+    assert abs(expected - float(balanced_edge_bce(logits.view(1, 1, 15, 7), target.view(1, 1, 15, 7), mode))) > 1e-3
+
+
+@pytest.mark.parametrize("mode", ["paper", "released"])
+def test_balanced_edge_bce_batch_is_the_mean_of_single_images(mode):
+    logits, target = edge_case(16)
+    assert_batch_is_the_mean_of_single_images(lambda z, t: balanced_edge_bce(z, t, mode), logits, target)
+
+
+def test_balanced_edge_bce_counts_in_float32_under_bfloat16_autocast():
+    """bf16 holds 8 significant bits: counting the 4096 pixels of an image in bf16 would shift the weights."""
+    logits, target = edge_case(17, size=(64, 64))
+    logits, target = logits.to(torch.bfloat16), target.to(torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = balanced_edge_bce(logits, target)
+    expected = balanced_edge_bce(logits.float(), target.float())
+    assert loss.dtype == torch.float32
+    assert abs(float(loss) - float(expected)) <= 1e-6 * abs(float(expected))
 
 
 def test_balanced_edge_bce_modes_differ_and_no_positive_gives_zero():
-    logits = torch.randn(1, 1, 4, 4, dtype=torch.float64, requires_grad=True)
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(1, 1, 4, 4, dtype=torch.float64, generator=generator).requires_grad_()
     target = torch.zeros(1, 1, 4, 4, dtype=torch.float64)
     loss = balanced_edge_bce(logits, target)
     loss.backward()
@@ -151,16 +211,32 @@ def test_edge_attention_loss_masks_the_target_where_the_boundary_is_not_sure():
     logits.requires_grad_(True)
     generator = torch.Generator().manual_seed(7)
     edge_logits = (torch.randn(3, 1, 5, 6, generator=generator, dtype=torch.float64) * 2 + 1).requires_grad_(True)
-    edge_logits.data[2] = -5.0  # image 2 keeps no pixel: it leaves the mean
+    edge_logits.data[2] = -5.0  # image 2 keeps no pixel: it adds 0 and still counts in the mean
     probability = 1 / (1 + np.exp(-edge_logits.detach().numpy()[:, 0]))
     masked = torch.from_numpy(np.where(probability > 0.8, target.numpy(), 255))
-    expected = reference_image_weighted_ce(logits, masked, 4)
+    per_image = reference_image_weighted_ce_per_image(logits, masked, 4)
+    assert per_image[2] is None
+    expected = (per_image[0] + per_image[1]) / 3  # the mean over all 3 images, as over 3 one-image GPUs
     loss = edge_attention_loss(logits, target, edge_logits, 4)
     assert abs(float(loss.detach()) - expected) <= 1e-10
     # The class weights are those of the masked target, not of the full one.
-    assert abs(expected - reference_image_weighted_ce(logits, target, 4)) > 1e-3
+    full = reference_image_weighted_ce_per_image(logits, target, 4)
+    assert abs(expected - (full[0] + full[1]) / 3) > 1e-3
     loss.backward()
     assert edge_logits.grad is None
+    assert torch.equal(logits.grad[2], torch.zeros_like(logits.grad[2]))
+
+
+def test_edge_attention_loss_batch_is_the_mean_of_single_images():
+    logits, target = random_case(batch=2, seed=18, void=0.1)
+    edge_logits = torch.randn(2, 1, 5, 6, generator=torch.Generator().manual_seed(19), dtype=torch.float64) * 2 + 1
+    assert_batch_is_the_mean_of_single_images(
+        lambda z, y, e: edge_attention_loss(z, y, e, 4), logits, target, edge_logits
+    )
+    edge_logits[1] = -5.0  # image 1 keeps no pixel: the batch loss is half of image 0's
+    assert_batch_is_the_mean_of_single_images(
+        lambda z, y, e: edge_attention_loss(z, y, e, 4), logits, target, edge_logits
+    )
 
 
 def test_edge_attention_loss_without_a_confident_pixel_is_zero_with_zero_gradient():
@@ -198,12 +274,22 @@ def reference_central(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def reference_magnitude(x: np.ndarray, paper: bool) -> np.ndarray:
+    """compute_grad_mag on each image alone: the max runs over one image's (C, H, W) values."""
     ox, oy = reference_central(reference_triangle(x)) if paper else (x, x)
     magnitude = np.sqrt(ox**2 + oy**2 + 1e-6)
-    return magnitude / magnitude.max()
+    return np.stack([image / image.max() for image in magnitude])
 
 
 def reference_dual(logits, target, classes, paper, tau, gumbel):
+    """DualTaskLoss on each image alone (its GPU's batch), then the mean over the images."""
+    losses = [
+        reference_dual_one_image(logits[n : n + 1], target[n : n + 1], classes, paper, tau, gumbel[n : n + 1])
+        for n in range(target.shape[0])
+    ]
+    return sum(losses) / len(losses)
+
+
+def reference_dual_one_image(logits, target, classes, paper, tau, gumbel):
     z, y, noise = logits.detach().numpy().copy(), target.numpy().copy(), gumbel.numpy()
     ignored = y == 255
     if not paper:
@@ -287,7 +373,8 @@ def test_dual_task_loss_released_equals_the_written_out_procedure(seed, tau):
     # About the mean |g − onehot| over B·19·H·W elements (M(X) ≈ X / max X).
     noisy = torch.softmax((torch.where(target[:, None] == 255, 0.0, logits) + gumbel) / (tau or 0.5), dim=1)
     onehot = torch.nn.functional.one_hot(torch.where(target == 255, 0, target), 19).permute(0, 3, 1, 2)
-    assert abs(float(loss.detach()) - float((noisy / noisy.max() - onehot).abs().mean())) < 0.01
+    peaks = noisy.amax(dim=(1, 2, 3), keepdim=True)
+    assert abs(float(loss.detach()) - float((noisy / peaks - onehot).abs().mean())) < 0.01
 
 
 def test_dual_task_loss_released_by_hand():
@@ -316,9 +403,32 @@ def test_dual_task_loss_released_by_hand():
     assert torch.equal(logits.grad[..., 1], torch.zeros(1, 19, 1, dtype=torch.float64))
 
 
+@pytest.mark.parametrize(("mode", "classes"), [("paper", 4), ("released", 19)])
+def test_dual_task_loss_batch_is_the_mean_of_single_images(mode, classes):
+    logits, target = random_case(batch=2, classes=classes, height=6, width=7, seed=20)
+    logits[1] *= 3  # sharper predictions: a different max of M(g) in each image
+    target[1, :3] = 255  # and different ignored regions
+    gumbel = sample_gumbel_seeded(logits.shape, 21)
+    assert_batch_is_the_mean_of_single_images(
+        lambda z, y, g: dual_task_loss(z, y, classes, mode, gumbel=g), logits, target, gumbel
+    )
+
+
+def test_dual_task_loss_paper_ignores_an_unlabelled_image_but_counts_it():
+    logits, target = random_case(batch=2, classes=3, height=5, width=5, seed=22)
+    target[1] = 255
+    gumbel = sample_gumbel_seeded(logits.shape, 23)
+    logits.requires_grad_(True)
+    loss = dual_task_loss(logits, target, 3, gumbel=gumbel)
+    single = dual_task_loss(logits[:1], target[:1], 3, gumbel=gumbel[:1])
+    assert abs(float(loss.detach()) - float(single.detach()) / 2) <= 1e-12 and float(single.detach()) > 1e-3
+    loss.backward()
+    assert torch.equal(logits.grad[1], torch.zeros_like(logits.grad[1]))
+
+
 @pytest.mark.parametrize(("mode", "classes", "size"), [("paper", 3, (4, 4)), ("released", 19, (2, 3))])
 def test_dual_task_loss_gradcheck(mode, classes, size):
-    logits, target = random_case(batch=1, classes=classes, height=size[0], width=size[1], seed=9)
+    logits, target = random_case(batch=2, classes=classes, height=size[0], width=size[1], seed=9)
     gumbel = sample_gumbel_seeded(logits.shape, 11)
     logits.requires_grad_(True)
     assert torch.autograd.gradcheck(lambda z: dual_task_loss(z, target, classes, mode, gumbel=gumbel), (logits,))

@@ -288,30 +288,79 @@ def test_pretrained_path_round_trip_for_wider_resnet(tmp_path):
         GSCNN(19, pretrained_path=bad)
 
 
+# State-dict entries of a BatchNorm2d (the official Norm2d), and WRN-38's modules mod2 .. mod7 in the official
+# network/wider_resnet.py: (name, blocks, bottleneck); every module's block1 has a proj_conv (its width changes).
+BN_ENTRIES = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+OFFICIAL_WRN38_MODULES = (("mod2", 3, False), ("mod3", 3, False), ("mod4", 6, False), ("mod5", 3, False))
+OFFICIAL_WRN38_MODULES += (("mod6", 1, True), ("mod7", 1, True))
+
+
+def official_gscnn_keys() -> list[str]:
+    """The keys of a released GSCNN checkpoint (DataParallel of ``network/gscnn.py``'s ``GSCNN`` with its training
+    criterion), written from the official module names: WRN-38's ``IdentityResidualBlock`` (``bn1.0``, ``convs``
+    with ``conv1`` / ``bn2.0`` / ``conv2`` [/ ``bn3.0`` / ``conv3``], ``proj_conv``), the torchvision-style
+    ``BasicBlock`` of ``network/Resnet.py``, ``GatedSpatialConv2d``'s ``_gate_conv`` Sequential, the ASPP's
+    ``features`` / ``img_conv`` / ``edge_conv`` and the loss's ``NLLLoss`` weight buffer."""
+
+    def bn(prefix: str) -> list[str]:
+        return [f"{prefix}.{entry}" for entry in BN_ENTRIES]
+
+    keys = ["mod1.conv1.weight"]
+    for module, blocks, bottleneck in OFFICIAL_WRN38_MODULES:
+        for index in range(1, blocks + 1):
+            block = f"{module}.block{index}"
+            keys += [*bn(f"{block}.bn1.0"), f"{block}.convs.conv1.weight", *bn(f"{block}.convs.bn2.0")]
+            keys.append(f"{block}.convs.conv2.weight")
+            if bottleneck:
+                keys += [*bn(f"{block}.convs.bn3.0"), f"{block}.convs.conv3.weight"]
+            if index == 1:
+                keys.append(f"{block}.proj_conv.weight")
+    for dsn in ("dsn1", "dsn3", "dsn4", "dsn7"):
+        keys += [f"{dsn}.weight", f"{dsn}.bias"]
+    for stage in (1, 2, 3):
+        res, gate = f"res{stage}", f"gate{stage}"
+        keys += [f"{res}.conv1.weight", *bn(f"{res}.bn1"), f"{res}.conv2.weight", *bn(f"{res}.bn2")]
+        keys += [f"d{stage}.weight", f"d{stage}.bias", f"{gate}.weight", *bn(f"{gate}._gate_conv.0")]
+        keys += [f"{gate}._gate_conv.1.weight", f"{gate}._gate_conv.1.bias", f"{gate}._gate_conv.3.weight"]
+        keys += [f"{gate}._gate_conv.3.bias", *bn(f"{gate}._gate_conv.4")]
+    keys += ["fuse.weight", "cw.weight"]
+    for branch in range(4):
+        keys += [f"aspp.features.{branch}.0.weight", *bn(f"aspp.features.{branch}.1")]
+    keys += ["aspp.img_conv.0.weight", *bn("aspp.img_conv.1"), "aspp.edge_conv.0.weight", *bn("aspp.edge_conv.1")]
+    keys += ["bot_fine.weight", "bot_aspp.weight", "final_seg.0.weight", *bn("final_seg.1"), "final_seg.3.weight"]
+    keys += [*bn("final_seg.4"), "final_seg.6.weight", "criterion.seg_loss.nll_loss.weight"]
+    return ["module." + key for key in keys]
+
+
 def test_released_state_dict_maps_official_names(released):
-    containers = ("backbone.", "shape_stream.", "decoder.")
-    ours = list(released.state_dict())
-    official = {}
-    for key in ours:
-        prefix = next((p for p in containers if key.startswith(p)), "")
-        official["module." + key.removeprefix(prefix)] = torch.zeros(0)
+    official_keys = official_gscnn_keys()
     for key in (
         "module.mod1.conv1.weight",
+        "module.mod2.block3.convs.bn2.0.running_var",
+        "module.mod4.block6.convs.conv2.weight",
         "module.mod7.block1.convs.conv3.weight",
-        "module.dsn1.bias",
-        "module.res1.bn2.running_var",
-        "module.gate1.weight",
+        "module.mod7.block1.proj_conv.weight",
+        "module.dsn3.weight",
+        "module.res1.conv1.weight",
+        "module.gate1._gate_conv.1.weight",
         "module.gate3._gate_conv.4.running_mean",
-        "module.fuse.weight",
-        "module.cw.weight",
-        "module.aspp.img_conv.0.weight",
-        "module.aspp.edge_conv.1.bias",
+        "module.aspp.edge_conv.0.weight",
         "module.aspp.features.3.0.weight",
         "module.bot_aspp.weight",
-        "module.final_seg.6.weight",
+        "module.final_seg.0.weight",
+        "module.criterion.seg_loss.nll_loss.weight",
     ):
-        assert key in official, key
-    assert list(released_state_dict(official)) == ours
+        assert key in official_keys, key
+    official = {key: torch.zeros(0) for key in official_keys}
+    mapped = released_state_dict(official)
+    assert set(mapped) == set(released.state_dict()) and len(mapped) == len(official) - 1
+    assert mapped["backbone.mod7.block1.convs.conv3.weight"] is official["module.mod7.block1.convs.conv3.weight"]
+    assert mapped["shape_stream.gate1._gate_conv.1.weight"] is official["module.gate1._gate_conv.1.weight"]
+    assert mapped["decoder.final_seg.6.weight"] is official["module.final_seg.6.weight"]
+    assert mapped["aspp.edge_conv.0.weight"] is official["module.aspp.edge_conv.0.weight"]
+    assert not any("criterion" in key for key in mapped)
+    unwrapped = {key.removeprefix("module."): value for key, value in official.items()}  # without DataParallel
+    assert released_state_dict(unwrapped).keys() == mapped.keys()
     with pytest.raises(ValueError, match="'classifier' is not one of the official GSCNN's"):
         released_state_dict({"classifier.fc.weight": torch.zeros(1)})
 
