@@ -65,6 +65,7 @@ from typing import Any, ClassVar
 import lightning as L
 import torch
 
+from datamodules.cityscapes import CityscapesDataModule
 from experiments.base import PaperNumber, Variant, register
 from experiments.builders import (
     CAMVID_SMALL,
@@ -80,27 +81,7 @@ from lightning_modules.metrics.boundary import DEFAULT_THRESHOLDS
 # The four tolerances of Table 2 as fractions of the diagonal, and their pixels at 1024×2048.
 THRESHOLD_PIXELS = dict(zip(DEFAULT_THRESHOLDS, (3, 5, 9, 12), strict=True))
 CROP_FACTORS = (0, 200, 300, 400)
-CITYSCAPES_CLASSES = (
-    "road",
-    "sidewalk",
-    "building",
-    "wall",
-    "fence",
-    "pole",
-    "traffic light",
-    "traffic sign",
-    "vegetation",
-    "terrain",
-    "sky",
-    "person",
-    "rider",
-    "car",
-    "truck",
-    "bus",
-    "train",
-    "motorcycle",
-    "bicycle",
-)
+CITYSCAPES_CLASSES = CityscapesDataModule.class_names
 
 _GSCNN_KEYS: dict[str, Any] = dict(
     pretrained_path=None,

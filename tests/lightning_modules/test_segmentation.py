@@ -35,9 +35,10 @@ def fixed_batch(num_classes=4, size=32, batch=4, seed=0):
     return images, target
 
 
-def trainer(max_steps, callbacks=()):
+def trainer(max_steps=-1, callbacks=(), max_epochs=None):
     return L.Trainer(
         max_steps=max_steps,
+        max_epochs=max_epochs,
         accelerator="cpu",
         logger=False,
         enable_checkpointing=False,
@@ -279,17 +280,7 @@ def test_poly_schedule_stepped_per_epoch_as_gated_scnn():
     )
     record = RecordLR()
     loader = DataLoader(TensorDataset(images, target), batch_size=2)  # 2 steps per epoch
-    fit = L.Trainer(
-        max_epochs=4,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        callbacks=[record],
-    )
-    fit.fit(module, loader)
+    trainer(callbacks=[record], max_epochs=4).fit(module, loader)
     expected = [0.01 * (1 - epoch / 4) for epoch in range(4) for _ in range(2)]
     assert [lrs[0] for lrs in record.lrs] == pytest.approx(expected, rel=1e-12)
     with pytest.raises(ValueError, match=r"poly_interval must be one of \('step', 'epoch'\), got 'iter'"):

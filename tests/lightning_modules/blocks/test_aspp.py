@@ -4,27 +4,13 @@ DeepLabV3+ ASPP without it."""
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from lightning_modules.blocks.aspp import ASPP
 
 
-def randomise_norms(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Random BN affine parameters and statistics, so that eval-mode BN is not the identity."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for layer in module.modules():
-            if isinstance(layer, nn.BatchNorm2d):
-                layer.weight.copy_(torch.rand(layer.weight.shape, generator=generator) + 0.5)
-                layer.bias.copy_(torch.randn(layer.bias.shape, generator=generator) * 0.3)
-                layer.running_mean.copy_(torch.randn(layer.running_mean.shape, generator=generator) * 0.3)
-                layer.running_var.copy_(torch.rand(layer.running_var.shape, generator=generator) + 0.5)
-    return module
-
-
-def test_aspp_with_edge_branch_matches_its_formula():
+def test_aspp_with_edge_branch_matches_its_formula(randomise):
     torch.manual_seed(0)
-    aspp = randomise_norms(ASPP(6, output_stride=8, reduction=4)).double().eval()
+    aspp = randomise(ASPP(6, output_stride=8, reduction=4)).double().eval()
     x = torch.randn(2, 6, 5, 7, dtype=torch.float64)
     edge = torch.rand(2, 1, 40, 56, dtype=torch.float64)
 
