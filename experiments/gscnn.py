@@ -212,8 +212,8 @@ def boundary_numbers(values: Sequence[float], source: str) -> tuple[PaperNumber,
     )
 
 
-_ASSET = "[V-asset] nv-tlabs/GSCNN docs/resources/table.png"
-_CROP = "[V-asset] nv-tlabs/GSCNN docs/resources/crop.jpg"
+_ASSET = "[V-asset] nv-tlabs/GSCNN table.png"
+_CROP = "[V-asset] nv-tlabs/GSCNN crop.jpg"
 
 
 def _values(text: str) -> tuple[float, ...]:
@@ -290,7 +290,7 @@ class Cityscapes(GSCNNExperiment):
         ]
 
 
-_S = "[S] secondary paper notes, not checked against the PDF"
+_S = "[S]"  # secondary notes on the paper, not checked against its PDF
 
 
 @register

@@ -123,7 +123,7 @@ def test_table_prints_paper_vs_measured_boundary_f_per_threshold(tmp_path, capsy
     records, _ = load_records(tmp_path, experiment.name)
     table = paper_table(experiment, records, tmp_path)
     measured = 100 * record["metrics"]["val/boundary_F/0.00088"]
-    source = "Table 2 [V-asset] nv-tlabs/GSCNN docs/resources/table.png, 3 px"
+    source = "Table 2 [V-asset] nv-tlabs/GSCNN table.png, 3 px"
     assert f"| boundary_F/0.00088 | 73.6 | {source} | {measured:.1f} |" in table
     assert "#### GSCNN: boundary_F/0.005 per class (paper: Table 2" in table
     assert "#### DeepLabV3+: other published metrics" in table
