@@ -235,6 +235,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, RunFolderBusyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:
+        # Imported here, where the command has imported torch already: `--help` stays fast.
+        from lightning_modules.pretrained_weights import PretrainedWeightsError
+
+        if not isinstance(err, PretrainedWeightsError):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -256,7 +256,7 @@ RECIPE_VALUES: dict[str, Accepts] = {
     "layers": Accepts(_optional(_sequence_of(_positive_int, 4)), "None or 4 blocks per stage, like (1, 1, 1, 1)"),
     "planes": Accepts(_optional(_sequence_of(_positive_int, 4)), "None or 4 stage widths, like (8, 16, 32, 64)"),
     "pam_mode": Accepts(lambda value: value in POSITION_MODES, " or ".join(repr(mode) for mode in POSITION_MODES)),
-    "pretrained_path": Accepts(_optional(lambda value: isinstance(value, str)), "None or a state dict file's path"),
+    "wrn_weights": Accepts(_optional(lambda value: isinstance(value, str)), "None or a WRN-38 state dict file's path"),
     "dual_mode": Accepts(lambda value: value in ("paper", "released"), "'paper' or 'released'"),
     "edge_bce": Accepts(lambda value: value in ("paper", "released"), "'paper' or 'released'"),
     "canny_mode": Accepts(lambda value: value in ("device", "released"), "'device' or 'released'"),

@@ -48,7 +48,7 @@ reproduces the released behaviour (:mod:`lightning_modules.gscnn.module` lists t
 3 / 5 / 9 / 12 px at 1024×2048 (0.00088 of the diagonal first; the official default 0.0005 is 2 px).
 
 WideResNet-38: the paper trains it from ImageNet weights, which timm does not have; the released code loads none
-(random initialisation). ``pretrained_path`` names a local ImageNet WRN-38 state dict (NVIDIA's
+(random initialisation). ``wrn_weights`` names a local ImageNet WRN-38 state dict (NVIDIA's
 semantic-segmentation release); without it the ``paper`` recipe's WRN rows stop with a message saying so, and
 ``--set pretrained=False`` trains from scratch as the released code does.
 
@@ -84,7 +84,7 @@ CROP_FACTORS = (0, 200, 300, 400)
 CITYSCAPES_CLASSES = CityscapesDataModule.class_names
 
 _GSCNN_KEYS: dict[str, Any] = dict(
-    pretrained_path=None,
+    wrn_weights=None,
     dual_mode="paper",
     tau=None,
     edge_bce="paper",
@@ -144,17 +144,20 @@ def backbone_name(variant: Variant, recipe: Mapping[str, Any]) -> str:
 
 
 def weights_kwargs(backbone: str, recipe: Mapping[str, Any]) -> dict[str, Any]:
-    """``pretrained`` / ``pretrained_path`` of the network: WRN-38's ImageNet weights come from a local file only.
+    """``pretrained`` / ``pretrained_path`` of the row's network.
+
+    timm backbones take the recipe's ``pretrained``; WideResNet-38, which no hub holds, takes ``wrn_weights`` (a local
+    ImageNet state dict), so that one command can train rows of both kinds.
 
     Raises:
-        ValueError: for WRN-38 with ``pretrained=True`` and no ``pretrained_path``.
+        ValueError: for WRN-38 with ``pretrained`` set and no ``wrn_weights``.
     """
-    path = recipe["pretrained_path"]
     if backbone != "wider_resnet38":
-        return {"pretrained": recipe["pretrained"] if path is None else False, "pretrained_path": path}
+        return {"pretrained": recipe["pretrained"], "pretrained_path": None}
+    path = recipe["wrn_weights"]
     if recipe["pretrained"] is not False and path is None:
         raise ValueError(
-            "WideResNet-38's ImageNet weights are not on any hub: --set pretrained_path=<a local WRN-38 state dict> "
+            "WideResNet-38's ImageNet weights are not on any hub: --set wrn_weights=<a local WRN-38 state dict> "
             "(NVIDIA semantic-segmentation's ImageNet release), or --set pretrained=False to start from random "
             "weights as the released Gated-SCNN code does."
         )

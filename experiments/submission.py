@@ -6,11 +6,13 @@ train ids the networks predict; each file's name must contain the image's ``<cit
 prediction of ``leftImg8bit/test/<city>/<name>_leftImg8bit.png`` goes to ``<out>/<name>_labelIds.png``.
 
 Each PNG is written to a temporary file and renamed, and files already written are skipped, so an interrupted
-submission resumes where it stopped.
+submission resumes where it stopped. ``<out>/submission.json`` names the checkpoint and split the PNGs come from;
+a folder that holds another checkpoint's predictions is refused rather than mixed. Zip the PNGs for the server.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from tqdm.auto import tqdm
 from datamodules.base import read_image
 from datamodules.cityscapes import IMAGE_SUFFIX, LABEL_TO_TRAIN_ID, CityscapesDataModule
 from experiments.evaluate import load_trained
+from experiments.results import write_json_atomic
 from experiments.run_folder import atomic_temp_file
 from lightning_modules.inference import predict
 
@@ -73,6 +76,27 @@ def write_png(path: Path, label_ids: np.ndarray) -> None:
         raise
 
 
+MANIFEST = "submission.json"
+
+
+def claim_folder(out: Path, source: dict[str, str]) -> None:
+    """Record in ``out`` which checkpoint and split its PNGs come from, or check that it already holds those.
+
+    Raises:
+        ValueError: when ``out`` holds the predictions of another checkpoint or split.
+    """
+    manifest = out / MANIFEST
+    if manifest.is_file():
+        held = json.loads(manifest.read_text())
+        if held != source:
+            raise ValueError(
+                f"{out} holds the {held.get('split')} predictions of {held.get('checkpoint')}; resuming there with "
+                f"{source['checkpoint']} ({source['split']}) would mix two networks. Use another --out."
+            )
+        return
+    write_json_atomic(manifest, source)
+
+
 def write_submission(
     ckpt: str | Path,
     out: str | Path,
@@ -96,7 +120,7 @@ def write_submission(
         ``{"written": n, "skipped": m}``: images predicted now, and images whose PNG an earlier call wrote.
 
     Raises:
-        ValueError: for a run that did not train on Cityscapes.
+        ValueError: for a run that did not train on Cityscapes, or an ``out`` holding another checkpoint's PNGs.
         FileNotFoundError: when the split's image folder is missing.
     """
     module, datamodule, run = load_trained(ckpt, root=str(root) if root is not None else None)
@@ -113,6 +137,7 @@ def write_submission(
         raise FileNotFoundError(f"{folder} holds no <city>/*{IMAGE_SUFFIX} image.")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    claim_folder(out, {"checkpoint": str(Path(ckpt).resolve()), "split": split})
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     network = module.network.to(device).eval()
     transform = datamodule.transform(train=False)

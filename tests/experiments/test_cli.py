@@ -263,3 +263,13 @@ def test_set_before_the_experiment_name_says_where_the_name_goes(capsys):
     assert exit.value.code == 2
     err = capsys.readouterr().err
     assert "--set expects key=value, got 'quickstart'" in err and "put the experiment's name first" in err
+
+
+def test_weights_that_cannot_be_fetched_are_an_error_message_not_a_traceback(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    argv = ["run", "gscnn.cityscapes", "--profile", "smoke", "--variant", "GSCNN", "--runs-dir", str(tmp_path)]
+    assert main([*argv, "--set", "pretrained=True", "--wandb", "disabled"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(
+        "error: The ImageNet weights of 'test_resnet' could not be fetched from the Hugging Face hub"
+    )

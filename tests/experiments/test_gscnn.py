@@ -84,14 +84,16 @@ def test_paper_recipe_is_the_released_codes_with_the_papers_settings_a_set_away(
 
 def test_wider_resnet_needs_a_local_file_for_imagenet_weights():
     recipe = get_experiment("gscnn.cityscapes").recipe("paper")
-    with pytest.raises(ValueError, match=r"WideResNet-38's ImageNet weights are not on any hub: --set pretrained_path"):
+    with pytest.raises(ValueError, match=r"WideResNet-38's ImageNet weights are not on any hub: --set wrn_weights"):
         weights_kwargs("wider_resnet38", recipe)
     assert weights_kwargs("wider_resnet38", {**recipe, "pretrained": False}) == {
         "pretrained": False,
         "pretrained_path": None,
     }
-    assert weights_kwargs("wider_resnet38", {**recipe, "pretrained_path": "wrn.pth"})["pretrained_path"] == "wrn.pth"
-    assert weights_kwargs("resnet101.tv_in1k", recipe) == {"pretrained": True, "pretrained_path": None}
+    with_file = {**recipe, "wrn_weights": "wrn.pth"}
+    assert weights_kwargs("wider_resnet38", with_file) == {"pretrained": False, "pretrained_path": "wrn.pth"}
+    # The WRN file never reaches a timm backbone: the ResNet rows of the same command take the hub's weights.
+    assert weights_kwargs("resnet101.tv_in1k", with_file) == {"pretrained": True, "pretrained_path": None}
 
 
 def test_table5_parameter_increase_matches_the_paper_for_each_backbone():
@@ -166,7 +168,7 @@ def test_submission_writes_label_id_pngs_of_every_test_image_and_resumes(tmp_pat
     checkpoint = tmp_path / "runs" / experiment.name / "GSCNN" / record["run_id"] / "checkpoints" / "last.ckpt"
     out = tmp_path / "submission"
     assert write_submission(checkpoint, out, progress=False) == {"written": 2, "skipped": 0}
-    names = sorted(path.name for path in out.iterdir())
+    names = sorted(path.name for path in out.glob("*.png"))
     assert names == ["lindau_000000_000000_labelIds.png", "lindau_000000_000001_labelIds.png"]
     for name in names:
         prediction = np.asarray(Image.open(out / name))
@@ -176,6 +178,10 @@ def test_submission_writes_label_id_pngs_of_every_test_image_and_resumes(tmp_pat
     (out / names[1]).unlink()
     assert main(["submit", "--ckpt", str(checkpoint), "--out", str(out)]) == 0
     assert "1 PNGs written, 1 there before" in capsys.readouterr().out
+    # Another network's predictions never land in the same folder.
+    other = checkpoint.parent / "best.ckpt"
+    assert main(["submit", "--ckpt", str(other), "--out", str(out)]) == 2
+    assert "would mix two networks. Use another --out." in capsys.readouterr().err
 
 
 def test_submission_needs_a_cityscapes_run(tmp_path):
