@@ -30,18 +30,20 @@ CamVid's); ``paper`` (the released code's Cityscapes recipe; the data is expecte
 ``../shared/data/cityscapes``). A row names the paper's backbone; the ``backbone`` recipe key, when not ``None``
 (smoke, small), replaces it.
 
-The ``paper`` recipe is the released code's (spec §1.3): crop 720, global batch 8 (1 image on each of 8 GPUs:
-``--devices 8 --set batch_size=1``), 175 epochs, SGD lr 0.01, momentum 0.9, weight decay 1e-4, one learning
-rate for the whole network (``head_lr_mult=1``), poly decay of power 1.0 stepped once per epoch, random scale
-0.5-2.0 of the full image, flip. The paper's text, as secondary notes report it [S], says crop 800, batch 16, 230
-epochs for the Table 1 val model (100 for the ablations, which ``gscnn.ablation`` and ``gscnn.dual_task`` use) and
-"polynomial" decay without its exponent: ``--set crop_size=800 batch_size=16 max_epochs=230 poly_power=0.9
-poly_interval=step`` trains that with DeepLab's usual per-iteration exponent 0.9, an assumption. The released
-code also jitters colours (0.25) and blurs every image (σ 0.15-1.3); the DataModules here do neither. Loss
-weights 1 / 20 / 1 / 1 (segmentation, edge, attention, dual task), the ×20 applied once.
+The ``paper`` recipe trains as the released code does (official ``train.py``, ``optimizer.py`` and ``datasets/``):
+crop 720, batch 8, 175 epochs, SGD lr 0.01, momentum 0.9, weight decay 1e-4, one learning rate for the whole network
+(``head_lr_mult=1``), poly decay of power 1.0 stepped once per epoch, random scale 0.5-2.0 of the full image, flip.
+``batch_size`` is per process: the official 8 were 1 image on each of 8 GPUs, which ``--devices 8 --set
+batch_size=1`` reproduces (the losses' per-image statistics make one GPU with 8 images equivalent). The paper's
+text, as secondary notes report it [S], says crop 800, batch 16 on 8 GPUs, 230 epochs for the Table 1 val model (100
+for the ablations, which ``gscnn.ablation`` and ``gscnn.dual_task`` use) and "polynomial" decay without its
+exponent: ``--devices 8 --set crop_size=800 batch_size=2 max_epochs=230 poly_power=0.9 poly_interval=step`` trains
+that with DeepLab's usual per-iteration exponent 0.9, an assumption. The released code also jitters colours (0.25)
+and blurs every image (σ 0.15-1.3); the DataModules here do neither. Loss weights 1 / 20 / 1 / 1 (segmentation,
+edge, attention, dual task), the ×20 applied once.
 
-Where the official code differs from the paper, the ``paper`` recipes follow the paper, and a recipe key
-reproduces the released behaviour (:mod:`lightning_modules.gscnn.module` lists them side by side):
+Where the official model or losses differ from the paper (bugs included), every recipe follows the paper, and a
+recipe key reproduces the released behaviour (:mod:`lightning_modules.gscnn.module` lists them side by side):
 ``dual_mode="released"`` (the dual-task loss without its spatial gradient, τ 0.5), ``edge_bce="released"``
 (sigmoid applied twice in the edge loss), ``onehot_offset=1`` (road gets no edge channel), ``canny_mode="released"``
 (Canny of the normalised image cast to uint8, on a 0/255 scale). ``boundary_thresholds`` default to the paper's

@@ -1,4 +1,4 @@
-"""WiderResNet-38-A2 at output stride 8: the regular stream of the released GSCNN (spec Part 1, Sec. 1.1.1).
+"""WiderResNet-38-A2 at output stride 8: the released GSCNN's regular stream (official ``network/wider_resnet.py``).
 
 The network is the pre-activation ("identity mapping") Wider ResNet of Wu et al. that NVIDIA's GSCNN and
 semantic-segmentation repositories build with ``wider_resnet38_a2(classes=1000, dilation=True)``
@@ -126,7 +126,7 @@ def trunk_state_dict(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.
 
 
 class WiderResNet38(nn.Module):
-    """WiderResNet-38-A2, dilated to output stride 8, without ``bn_out`` and classifier (spec Sec. 1.1.1).
+    """WiderResNet-38-A2 dilated to output stride 8, without ``bn_out`` and classifier (``network/wider_resnet.py``).
 
     ========  ==========================================  ========  ======  ===========
     feature   module                                      channels  stride  parameters

@@ -1,4 +1,7 @@
-"""Gated Convolutional Layer (GCL) of Gated-SCNN (Takikawa et al., ICCV 2019, Sec. 3.2; spec Part 1, Sec. 1.1.2)."""
+"""Gated Convolutional Layer (GCL) of Gated-SCNN (Takikawa et al., ICCV 2019, Sec. 3.2).
+
+Official code: ``my_functionals/GatedSpatialConv.py``.
+"""
 
 from __future__ import annotations
 

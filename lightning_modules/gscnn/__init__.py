@@ -11,6 +11,14 @@
 from lightning_modules.gscnn.canny import image_gradients
 from lightning_modules.gscnn.edges import edge_targets
 from lightning_modules.gscnn.module import GSCNNModule
-from lightning_modules.gscnn.network import GSCNN, shape_stream_maps, shape_stream_parameters
+from lightning_modules.gscnn.network import GSCNN, released_state_dict, shape_stream_maps, shape_stream_parameters
 
-__all__ = ["GSCNN", "GSCNNModule", "edge_targets", "image_gradients", "shape_stream_maps", "shape_stream_parameters"]
+__all__ = [
+    "GSCNN",
+    "GSCNNModule",
+    "edge_targets",
+    "image_gradients",
+    "released_state_dict",
+    "shape_stream_maps",
+    "shape_stream_parameters",
+]

@@ -1,4 +1,4 @@
-"""Image gradients for GSCNN's fusion: OpenCV's Canny computed on the device (spec Part 1, Sec. 1.1.2 and 1.8).
+"""Image gradients for GSCNN's fusion: OpenCV's Canny computed on the device (official ``network/gscnn.py``).
 
 The released GSCNN (``network/gscnn.py``) moves every batch to the host, casts the *normalised* tensor to uint8
 and runs ``cv2.Canny(image, 10, 100)`` per 3-channel image, then feeds the 0/255 map to a 1×1 convolution. That
@@ -78,7 +78,8 @@ def check_grey_range(grey: torch.Tensor, check: RangeCheck) -> None:
         return
     message = (
         "images, un-normalised with the given mean / std, leave the grey-level range [0, 255] by more than "
-        f"{RANGE_TOLERANCE}: images not normalised with the ImageNet mean/std?"
+        f"{RANGE_TOLERANCE}: pass images normalised with the ImageNet mean / std (as the DataModules give them), or "
+        "build GSCNN with canny_mode='released' (any values) or image_gradients=False (no Canny input)."
     )
     inside = (grey.amin() >= -RANGE_TOLERANCE) & (grey.amax() <= 255.0 + RANGE_TOLERANCE)
     if check == "async":

@@ -14,7 +14,7 @@ differ, and a pixel of value 0 has a 1 in reach when the first count is positive
 between pixel centres is ``sqrt(dy² + dx²)``, so ``dist <= radius`` is ``dy² + dx² <= radius²``, exact in
 integers.
 
-Consequences of the official definition that this keeps (spec Part 1, 1.2(e)):
+Consequences of the official definition that this keeps (official ``datasets/edge_utils.py``):
 
 - the zero padding makes every class touching the image border produce a band along the border;
 - ignored pixels belong to no channel, so the outline of a void region is a boundary;
@@ -72,7 +72,7 @@ def edge_targets(
     onehot_offset: int = 0,
     validate: bool = True,
 ) -> torch.Tensor:
-    """Binary boundary map of a batch of label maps (official ``onehot_to_binary_edges``, spec 1.2(e)).
+    """Binary boundary map of a batch of label maps (official ``onehot_to_binary_edges``).
 
     Args:
         labels: ``(B, H, W)`` integer class ids in ``[0, num_classes)`` or ``ignore_index``.

@@ -1,6 +1,6 @@
-"""Gated-SCNN's training losses (spec Part 1, 1.2; official ``loss.py`` and ``my_functionals/``), in torch only.
+"""Gated-SCNN's training losses (official ``loss.py`` and ``my_functionals/``), in torch only.
 
-The official run trains one image per GPU on 8 GPUs (``bs_mult = 1``, ``nn.DataParallel``; spec 1.3): each
+The official run trains one image per GPU on 8 GPUs (``bs_mult = 1``, ``nn.DataParallel``; official ``train.py``): each
 GPU computes the four losses on its one-image batch and ``train.py`` averages the 8 values. So every
 batch statistic of the official losses (class weights, edge-class counts, the max of the boundary
 magnitudes, the mask sums of L_dual) is a per-image statistic. Here each loss is computed per image as
@@ -110,7 +110,7 @@ def image_weighted_cross_entropy(
     weights of :func:`image_class_weights` (no gradient flows through them): the official
     ``ImageBasedCrossEntropyLoss2d`` (``NLLLoss`` with ``weight`` and mean reduction, per image, summed
     over the images of a GPU). The official run has one image per GPU and averages over its 8 GPUs
-    (DataParallel, spec 1.3), so the batch loss is the mean of the per-image losses over the images that
+    (DataParallel, official ``train.py``), so the batch loss is the mean of the per-image losses over the images that
     have a labelled pixel. An image without one is left out rather than counted as 0, as in the other
     segmentation losses (:mod:`lightning_modules.losses`); the official GPU holding such an image adds 0
     to its average (NaN since PyTorch 1.11, see :func:`edge_attention_loss`), which never happens with
@@ -132,7 +132,7 @@ def balanced_edge_bce(edge_logits: torch.Tensor, edge_target: torch.Tensor, mode
     """L_edge: class-balanced binary cross-entropy per image (official ``JointEdgeSegLoss.bce2d``), averaged.
 
     ``bce2d`` flattens the pixels of its GPU's batch, one image in the official run (DataParallel, 1 image
-    per GPU on 8 GPUs, spec 1.3), so its counts are per image: with ``P_n`` positive (target 1) and
+    per GPU on 8 GPUs, official ``train.py``), so its counts are per image: with ``P_n`` positive (target 1) and
     ``N_n`` negative (target 0) pixels in image n, positives weigh ``N_n / (P_n + N_n)``, negatives
     ``P_n / (P_n + N_n)`` and any other target 0; image n's loss is the mean over its ``C·H·W`` pixels of
     ``w · BCEWithLogits(x, t)``, and the batch loss the mean over all B images, as ``train.py`` averages
@@ -197,7 +197,7 @@ def edge_attention_loss(
     of that masked target. The mask carries no gradient.
 
     Batch rule: the official run computes this on one image per GPU and averages over its 8 GPUs
-    (DataParallel, spec 1.3), so image n's loss is the image-weighted cross-entropy of its masked target
+    (DataParallel, official ``train.py``), so image n's loss is the image-weighted cross-entropy of its masked target
     (as in :func:`image_weighted_cross_entropy`) and the batch loss their sum divided by B: every image
     counts, as the official average counts every GPU. An image with no confident labelled pixel
     contributes 0 with a zero gradient; so the loss is 0 with a zero gradient when no image has one.
@@ -292,7 +292,7 @@ def boundary_magnitude(x: torch.Tensor, mode: str = "paper") -> torch.Tensor:
     """``M(X) = sqrt(O_x² + O_y² + 1e-6) / max``, the max taken per image, over its ``(C, H, W)`` values.
 
     The official ``compute_grad_mag``, whose max runs over its whole input: one image in the official run
-    (DataParallel, 1 image per GPU, spec 1.3), hence per image here. ``"paper"``: ``O_x, O_y`` are the
+    (DataParallel, 1 image per GPU, official ``train.py``), hence per image here. ``"paper"``: ``O_x, O_y`` are the
     :func:`central_differences` of the :func:`triangle_filter`-smoothed map. ``"released"``: both early
     returns fire, so there is no smoothing and ``O_x = O_y = X``: ``M(X) = sqrt(2·X² + 1e-6) / max``
     (issue #16). Shapes: ``(N, C, H, W)`` → ``(N, C, H, W)``.
@@ -317,15 +317,15 @@ def dual_task_loss(
 ) -> torch.Tensor:
     """L_dual: L1 between the boundary magnitudes of a Gumbel-softmax prediction and of the one-hot labels.
 
-    Official ``DualTaskLoss`` (spec 1.2(d)): ``g = softmax((z + G) / τ)`` over classes, ``ĝ`` the one-hot
-    labels, ``e = |M(g) − M(ĝ)|`` with :func:`boundary_magnitude`, ``m = 1[M(g) >= 1e-8]``,
+    Official ``DualTaskLoss`` (``my_functionals/DualTaskLoss.py``): ``g = softmax((z + G) / τ)`` over classes,
+    ``ĝ`` the one-hot labels, ``e = |M(g) − M(ĝ)|`` with :func:`boundary_magnitude`, ``m = 1[M(g) >= 1e-8]``,
     ``m̂ = 1[M(ĝ) >= 1e-8]`` (no gradient), and the loss
     ``½ · Σ e·m / (Σ m + 1e-10) + ½ · Σ e·m̂ / (Σ m̂ + 1e-10)``. The ``1e-6`` inside ``M`` keeps every
     value at least ``1e-3 / max ≫ 1e-8``, so in both modes the masks select every element and the loss
     is about the mean of ``e``.
 
     Batch rule: the official code takes the max of ``M`` and the sums over its GPU's batch, one image in
-    the official run (DataParallel, 1 image per GPU on 8 GPUs, spec 1.3), and ``train.py`` averages the
+    the official run (DataParallel, 1 image per GPU on 8 GPUs, official ``train.py``), and ``train.py`` averages the
     GPUs. So here the max normalisation, ``Σ m``, ``Σ m̂`` and the ½ / ½ combination are per image (sums
     over its ``K·H·W`` elements), and the batch loss is the mean over all B images.
 

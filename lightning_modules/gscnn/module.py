@@ -1,6 +1,6 @@
 """GSCNNModule: Gated-SCNN's joint training loss on a :class:`~lightning_modules.segmentation.SegmentationModule`.
 
-The official ``JointEdgeSegLoss`` (``loss.py``; spec Part 1, 1.2) sums four terms:
+The official ``JointEdgeSegLoss`` (``loss.py``) sums four terms:
 
     L = seg_weight · L_seg + edge_weight · L_edge + attention_weight · L_att + dual_weight · L_dual
 
@@ -10,7 +10,7 @@ as the official data loader does after its augmentations. The defaults 1 / 20 / 
 weights 1 / 1 / 1 / 1 with the factor 20 that ``JointEdgeSegLoss`` hard-codes on the edge term, applied
 once here (passing 20 on top of the hard-coded factor gave ×400 in issue #53). Each term is computed
 per image and averaged over the batch: the official run trains one image per GPU on 8 GPUs
-(DataParallel, ``bs_mult = 1``, spec 1.3) and averages the per-GPU losses, so the terms match it for
+(DataParallel, ``bs_mult = 1``, official ``train.py``) and averages the per-GPU losses, so the terms match it for
 any batch size.
 
 Validation and test log the plain unweighted cross-entropy of ``"out"`` over the labelled pixels, the
@@ -20,7 +20,7 @@ of the four terms of ``criterion_val`` (``JointEdgeSegLoss(mode="val")``: plain 
 and L_att, the ×20 edge BCE and the noisy dual loss), which is not comparable with our ``val/loss``.
 
 Where the released code departs from the paper, the default is the fixed behaviour and a switch gives
-the released one (spec 1.6):
+the released one:
 
 ===========================================================  =====================  ==============================
 Official behaviour                                           Default here           Switch reproducing it

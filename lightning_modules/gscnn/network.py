@@ -3,7 +3,7 @@
 A regular stream (WiderResNet-38 at output stride 8, or a timm CNN) feeds a full-resolution *shape stream*: three
 residual blocks whose features are gated by the regular stream's side outputs (Gated Convolutional Layers, Sec. 3.2)
 and fused to one edge map. That edge map, combined with the image's Canny edges, becomes an extra branch of the ASPP
-(Sec. 3.3), whose output a DeepLabV3+-style decoder turns into the segmentation (spec Part 1, Sec. 1.1).
+(Sec. 3.3), whose output a DeepLabV3+-style decoder turns into the segmentation (official ``network/gscnn.py``).
 
 Released checkpoints: the submodules carry the official names inside three containers, ``backbone`` (``mod1`` ..
 ``mod7``), ``shape_stream`` (``dsn*``, ``res*``, ``d*``, ``gate*``, ``fuse``), ``decoder`` (``bot_aspp``,
@@ -112,7 +112,7 @@ def frozen_running_statistics(module: nn.Module) -> Iterator[None]:
 
 
 class ShapeStream(nn.Module):
-    """The gated shape stream (spec Sec. 1.1.2), at the full input resolution H×W.
+    """The gated shape stream (official ``network/gscnn.py``), at the full input resolution H×W.
 
     ``s3, s4, s7 = Up(dsn3(side3)), Up(dsn4(side4)), Up(dsn7(deep))`` (1×1 convolutions with bias to one channel,
     bilinear with align_corners=True to H×W), then with ``c0 = Up(shape)``::
@@ -179,7 +179,7 @@ class ShapeStream(nn.Module):
 
 
 class Decoder(nn.Module):
-    """GSCNN's decoder (spec Sec. 1.1.4): the DeepLabV3+ decoder on stride-2 features.
+    """GSCNN's decoder (official ``network/gscnn.py``): the DeepLabV3+ decoder on stride-2 features.
 
     ``bot_aspp`` (1×1, no bias, no BN) reduces the ASPP output to 256 channels, resized bilinearly
     (align_corners=True) to the fine features; ``bot_fine`` (1×1 C_fine → 48, no bias) reduces those; ``final_seg``
@@ -210,7 +210,7 @@ class Decoder(nn.Module):
 
 
 class GSCNN(SegmentationNetwork):
-    """Gated-SCNN: regular stream + gated shape stream + ASPP with an edge branch + decoder (spec Sec. 1.1).
+    """Gated-SCNN: regular stream, gated shape stream, ASPP with an edge branch, decoder (``network/gscnn.py``).
 
     Regular stream: ``"wider_resnet38"`` is the released :class:`~lightning_modules.wider_resnet.WiderResNet38`
     (features m1, m2, m3, m4, m7); any other name is a timm CNN through
