@@ -192,6 +192,17 @@ def _cells(values: Iterable[str]) -> str:
     return "".join(f" {value} |" for value in values)
 
 
+def paper_cell(numbers: Sequence[Any], shown: Sequence[str]) -> str:
+    """The main table's paper cell: the numbers of the ``shown`` metrics (:func:`describe_paper_numbers`), and how
+    many more the tables below list (:func:`metric_table`, :func:`per_class_table`)."""
+    headline = [n for n in numbers if n.metric in shown]
+    more = len(numbers) - len(headline)
+    cell = describe_paper_numbers(headline) if headline else ""
+    if more:
+        cell = f"{cell}; {more} more below" if cell else f"{more} numbers below"
+    return cell or "—"
+
+
 def _by_profile(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return sorted(records, key=lambda r: PROFILE_ORDER.get(r["profile"], 3))
 
@@ -361,7 +372,7 @@ def paper_table(experiment: Any, records: list[dict[str, Any]], runs_dir: str | 
     for record in records:
         by_variant.setdefault(record["variant"], []).append(record)
     for variant in experiment.variants():
-        paper = describe_paper_numbers(variant.paper)
+        paper = paper_cell(variant.paper, (first, second))
         runs = sorted(by_variant.get(variant.name, []), key=lambda r: PROFILE_ORDER.get(r["profile"], 3))
         if not runs:
             lines.append(f"| {variant.name} | {paper} | not run | | | | | | | | | |")

@@ -229,3 +229,17 @@ def test_per_class_families_and_other_published_metrics_get_their_own_tables():
     assert per_class[0] == "#### GSCNN: boundary_F/0.00088 per class (paper: T2)"
     assert per_class[4:] == ["| road | 85.0 | 90.0 |", "| sky | 83.5 | — |"]
     assert results.metric_table(Variant("x", paper=(PaperNumber("mIoU", 1.0, "s"),)), [], ("mIoU",)) == ""
+
+
+def test_the_main_tables_paper_cell_keeps_the_headline_numbers():
+    from experiments.base import PaperNumber
+
+    numbers = (
+        PaperNumber("mIoU", 80.8, "T1"),
+        PaperNumber("IoU/road", 98.3, "T1"),
+        PaperNumber("crop_mIoU/200", 78.1, "p"),
+    )
+    assert results.paper_cell(numbers, ("mIoU", "pixel_acc")) == "mIoU 80.8 (T1); 2 more below"
+    assert results.paper_cell(numbers[1:], ("mIoU", "pixel_acc")) == "2 numbers below"
+    assert results.paper_cell(numbers[:1], ("mIoU", "pixel_acc")) == "mIoU 80.8 (T1)"
+    assert results.paper_cell((), ("mIoU", "pixel_acc")) == "—"
