@@ -502,3 +502,16 @@ def test_dual_task_loss_checks_its_switches():
         dual_task_loss(logits, target, 4, gumbel=torch.zeros(1, 4, 4, 3))
     with pytest.raises(ValueError, match="at least 3"):
         dual_task_loss(logits[..., :2, :], target[:, :2], 4)
+
+
+def test_released_edge_bce_double_sigmoid_by_hand():
+    # One image, one edge pixel and one background pixel, both with logit 0: the weights are N/(P+N) = P/(P+N) = ½.
+    # Paper: BCE of σ(0) = ½ against 1 and 0, ln 2 each, so the mean is ½·ln 2.
+    # Released: the sigmoid output ½ is taken as a logit again, σ(½) = 0.6225: −ln 0.6225 = 0.47408 for the edge,
+    # −ln 0.3775 = 0.97408 for the background, mean of ½ of each = (0.47408 + 0.97408) / 4.
+    logits = torch.zeros(1, 1, 1, 2, dtype=torch.float64)
+    target = torch.tensor([[[[1.0, 0.0]]]], dtype=torch.float64)
+    assert float(balanced_edge_bce(logits, target, "paper")) == pytest.approx(0.5 * math.log(2), abs=1e-12)
+    released = (math.log(1 + math.exp(-0.5)) + math.log(1 + math.exp(0.5))) / 4
+    assert float(balanced_edge_bce(logits, target, "released")) == pytest.approx(released, abs=1e-12)
+    assert released == pytest.approx((0.474077 + 0.974077) / 4, abs=1e-6)
