@@ -1,0 +1,10 @@
+"""TNet (Papadopoulos, Korus, Memon, NeurIPS 2021): hard-attention traversal of large images.
+
+- :mod:`~lightning_modules.tnet.grid`: :func:`grid_geometry`, the official patch / stride / padding arithmetic;
+- :mod:`~lightning_modules.tnet.positional_encoding`: :func:`positional_encoding` of the (y, x, s) triplets.
+"""
+
+from lightning_modules.tnet.grid import grid_geometry
+from lightning_modules.tnet.positional_encoding import positional_encoding
+
+__all__ = ["grid_geometry", "positional_encoding"]
