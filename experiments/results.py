@@ -373,7 +373,7 @@ def paper_table(experiment: Any, records: list[dict[str, Any]], runs_dir: str | 
         by_variant.setdefault(record["variant"], []).append(record)
     for variant in experiment.variants():
         paper = paper_cell(variant.paper, (first, second))
-        runs = sorted(by_variant.get(variant.name, []), key=lambda r: PROFILE_ORDER.get(r["profile"], 3))
+        runs = _by_profile(by_variant.get(variant.name, []))
         if not runs:
             lines.append(f"| {variant.name} | {paper} | not run | | | | | | | | | |")
         for record in runs:

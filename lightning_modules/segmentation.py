@@ -229,10 +229,7 @@ class SegmentationModule(L.LightningModule):
         if pixels == 0:
             return preds, labels
         zoomed, zoomed_labels = zoom_center(images, labels, pixels)
-        if self.eval_mode == "single":
-            logits = self.network(zoomed)["out"]
-        else:
-            logits = predict(self.network, zoomed, mode=self.eval_mode, **self.eval_kwargs)
+        logits = predict(self.network, zoomed, mode=self.eval_mode, **self.eval_kwargs)
         return logits.argmax(dim=1), zoomed_labels
 
     def _log_scores(self, stage: str, scores: SegmentationScores) -> None:
