@@ -106,6 +106,8 @@ class ImageNetDataModule(SplitLoaders, L.LightningDataModule):
         batch_size: images per batch and process (256 in the papers' single-node recipes).
         num_workers: loader processes (default: the CPUs available, at most 8).
         crop_size, resize_size: 224 and 256 (validation: resize the shorter side, centre crop).
+        train_transform, eval_transform: other preprocessing of the PIL images of each split (e.g. TNet's
+            TF-slim Inception pipeline of :mod:`datamodules.inception`), in place of the ones above.
 
     Batches are images ``(B, 3, crop, crop)`` float32 and labels ``(B,)`` int64. The test loader is
     the val split (ImageNet's test labels are not public). ``num_classes`` and ``class_names`` (the
@@ -121,6 +123,8 @@ class ImageNetDataModule(SplitLoaders, L.LightningDataModule):
         num_workers: int | None = None,
         crop_size: int = 224,
         resize_size: int = 256,
+        train_transform: v2.Transform | None = None,
+        eval_transform: v2.Transform | None = None,
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -128,7 +132,9 @@ class ImageNetDataModule(SplitLoaders, L.LightningDataModule):
         self.num_workers = default_num_workers() if num_workers is None else num_workers
         self.crop_size = crop_size
         self.resize_size = resize_size
-        self.save_hyperparameters()
+        self.train_transform = train_transform or imagenet_train_transforms(crop_size)
+        self.eval_transform = eval_transform or imagenet_eval_transforms(crop_size, resize_size)
+        self.save_hyperparameters(ignore=["train_transform", "eval_transform"])
         self._classes: list[str] | None = None
         self.train_set: datasets.ImageFolder | None = None
         self.val_set: datasets.ImageFolder | None = None
@@ -171,9 +177,9 @@ class ImageNetDataModule(SplitLoaders, L.LightningDataModule):
         """Check the layout and index both splits (walks every class folder once)."""
         self._classes = self.check_layout()
         if self.train_set is None and stage in (None, "fit"):
-            self.train_set = self._dataset("train", imagenet_train_transforms(self.crop_size))
+            self.train_set = self._dataset("train", self.train_transform)
         if self.val_set is None:
-            self.val_set = self._dataset("val", imagenet_eval_transforms(self.crop_size, self.resize_size))
+            self.val_set = self._dataset("val", self.eval_transform)
 
     def test_dataloader(self) -> DataLoader:
         """The validation split again (the papers report ImageNet val)."""

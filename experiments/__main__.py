@@ -131,6 +131,8 @@ def list_experiments() -> None:
             notes = [f"{key}={value}" for key, value in variant.settings.items()]
             if variant.rescores is not None:
                 notes.append(f"scores the network of {variant.rescores}")
+            if variant.starts_from is not None:
+                notes.append(f"starts from the weights of {variant.starts_from}")
             print(f"  - {variant.name}: {numbers}" + (f" ({'; '.join(notes)})" if notes else ""))
 
 

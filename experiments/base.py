@@ -43,7 +43,9 @@ class Variant:
     row; a key that a profile's recipe lacks (the synthetic smoke data has no scaling) does not apply
     under that profile, and ``--set`` overrides still have the last word. ``rescores`` names another
     row whose trained network this row evaluates with its own test protocol instead of training
-    again, e.g. Table 2's multi-scale row (see :func:`experiments.runner.run_variant`).
+    again, e.g. Table 2's multi-scale row (see :func:`experiments.runner.run_variant`). ``starts_from``
+    names another row whose final weights this row starts training from (a fine-tune, e.g. TNet's
+    896 px stage after its 448 px one); that row trains first when it has not run.
     """
 
     name: str
@@ -51,10 +53,17 @@ class Variant:
     paper: tuple[PaperNumber, ...] = ()
     settings: Mapping[str, Any] = field(default_factory=dict)
     rescores: str | None = None
+    starts_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.rescores == self.name:
             raise ValueError(f"variant {self.name!r} cannot rescore itself.")
+        if self.starts_from == self.name:
+            raise ValueError(f"variant {self.name!r} cannot start from its own weights.")
+        if self.rescores is not None and self.starts_from is not None:
+            raise ValueError(
+                f"variant {self.name!r} trains nothing (it rescores {self.rescores!r}): it cannot start from weights."
+            )
         if self.rescores is not None and self.settings:
             raise ValueError(
                 f"variant {self.name!r} rescores the trained network of {self.rescores!r}, so it trains with that "
@@ -99,6 +108,17 @@ class Experiment(ABC):
         """Markdown tables printed after the paper-vs-measured one, from the experiment's ``records`` or from no run
         at all (e.g. parameter counts)."""
         return []
+
+    def after_evaluation(
+        self,
+        trainer: L.Trainer,
+        module: L.LightningModule,
+        datamodule: L.LightningDataModule,
+        recipe: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """Fields added to a run's ``metrics.json`` after its last validation (e.g. a test-split score or a measured
+        cost); none by default."""
+        return {}
 
     def trainer_kwargs(self, recipe: Mapping[str, Any]) -> dict[str, Any]:
         """Arguments of ``lightning.Trainer`` taken from the recipe.

@@ -1,3 +1,3 @@
 """Imports every experiment module so that each registers itself."""
 
-from experiments import attention_blocks, baselines, danet, gscnn, quickstart, sanet  # noqa: F401
+from experiments import attention_blocks, baselines, danet, gscnn, quickstart, sanet, tnet  # noqa: F401

@@ -410,10 +410,17 @@ def run_variant(
         return rescore(
             experiment, variant, recipe, seed, source_dir, run_dir, wandb, devices, num_nodes, callbacks, wait
         )
+    start = None
+    if variant.starts_from is not None:
+        source = experiment.variant(variant.starts_from)
+        _, trained = run_variant(
+            experiment, source, profile, runs_dir, overrides, seed, wandb, devices, num_nodes, callbacks, False, wait
+        )
+        start = Path(runs_dir) / experiment.name / source.name / trained["run_id"] / "checkpoints" / "last.ckpt"
     recipe = experiment.recipe(profile, overrides, variant)
     run_dir = Path(runs_dir) / experiment.name / variant.name / run_id(profile, recipe, seed)
     with _holding(run_dir, wait), finishing_wandb():
-        return _train(experiment, variant, recipe, seed, run_dir, wandb, devices, num_nodes, callbacks, restart)
+        return _train(experiment, variant, recipe, seed, run_dir, wandb, devices, num_nodes, callbacks, restart, start)
 
 
 def _train(
@@ -427,14 +434,19 @@ def _train(
     num_nodes: int,
     callbacks: Sequence[Callback],
     restart: bool,
+    start: Path | None = None,
 ) -> tuple[Literal["finished", "skipped"], dict[str, Any]]:
-    """:func:`run_variant`'s training, in a run folder this job holds."""
+    """:func:`run_variant`'s training, in a run folder this job holds; ``start`` is the checkpoint of the row the
+    variant ``starts_from``, whose weights a run that does not resume loads before training."""
     results = run_dir / RESULTS_FILE
     finished = _finished_record(results)
     if finished is not None:
         return "skipped", finished
     resume_from = _resume_point(run_dir, restart)
     datamodule, module = _build(experiment, variant, recipe, seed)
+    if start is not None and resume_from is None:
+        _check_source_checkpoint(start, variant, variant.starts_from, "starts from the weights of")
+        module.load_state_dict(load_checkpoint(start)["state_dict"])
     strategy = trainer_strategy(devices, num_nodes)
     if "strategy" in strategy:
         # timm's conversion keeps the fused activation of its BatchNormAct2d (EfficientNet), which
@@ -479,6 +491,9 @@ def _train(
         trainer.validate(module, datamodule=datamodule, verbose=False)
         timings["validate_seconds"] = time.perf_counter() - started
     fields = {"resumed_from": str(resume_from) if resume_from is not None else None, "timings": timings}
+    if start is not None:
+        fields["starts_from"] = {"variant": variant.starts_from, "checkpoint": str(start)}
+    fields.update(experiment.after_evaluation(trainer, module, datamodule, recipe))
     if best is not None and best.best_model_score is not None:
         fields["best"] = {
             "metric": best.monitor,
@@ -513,6 +528,22 @@ def rescore(
         return _rescore(experiment, variant, recipe, seed, source_dir, run_dir, wandb, devices, num_nodes, callbacks)
 
 
+def _check_source_checkpoint(checkpoint: Path, variant: Variant, source: str | None, relation: str) -> None:
+    """Raise unless ``checkpoint``, the final one of the row ``source`` that ``variant`` uses, is there and readable."""
+    source_dir = checkpoint.parent.parent
+    if not checkpoint.is_file():
+        raise FileNotFoundError(
+            f"{variant.name!r} {relation} {source!r}, but its run has no checkpoint {checkpoint}. "
+            f"Delete {source_dir / RESULTS_FILE} to train {source!r} again."
+        )
+    problem = checkpoint_problem(checkpoint)
+    if problem is not None:
+        raise CorruptCheckpointError(
+            f"{variant.name!r} {relation} {source!r}, but its checkpoint {checkpoint} is not readable: {problem}. "
+            f"Delete {source_dir / RESULTS_FILE} and run again with --restart to train {source!r} again."
+        )
+
+
 def _rescore(
     experiment: Experiment,
     variant: Variant,
@@ -531,18 +562,7 @@ def _rescore(
     if finished is not None:
         return "skipped", finished
     checkpoint = source_dir / "checkpoints" / "last.ckpt"
-    if not checkpoint.is_file():
-        raise FileNotFoundError(
-            f"{variant.name!r} scores the network of {variant.rescores!r}, but its run has no checkpoint "
-            f"{checkpoint}. Delete {source_dir / RESULTS_FILE} to train {variant.rescores!r} again."
-        )
-    problem = checkpoint_problem(checkpoint)
-    if problem is not None:
-        raise CorruptCheckpointError(
-            f"{variant.name!r} scores the network of {variant.rescores!r}, but its checkpoint {checkpoint} is not "
-            f"readable: {problem}. Delete {source_dir / RESULTS_FILE} and run again with --restart to train "
-            f"{variant.rescores!r} again."
-        )
+    _check_source_checkpoint(checkpoint, variant, variant.rescores, "scores the network of")
     datamodule, module = _build(experiment, variant, recipe, seed, stage="validate")
     # nn.Module.compile keeps the state-dict keys, so the checkpoint loads into the compiled network too.
     module.load_state_dict(load_checkpoint(checkpoint)["state_dict"])
@@ -566,6 +586,7 @@ def _rescore(
         "resumed_from": None,
         "timings": {"validate_seconds": seconds},
     }
+    fields.update(experiment.after_evaluation(trainer, module, datamodule, recipe))
     record = _record(experiment, variant, recipe, seed, run_dir, trainer, module, code, fields)
     if trainer.is_global_zero:
         write_json_atomic(results, record)

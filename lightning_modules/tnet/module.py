@@ -25,7 +25,7 @@ from torch import nn
 from lightning_modules.classification import ClassificationModule, check_class_targets
 from lightning_modules.network import check_images
 from lightning_modules.tnet.losses import tnet_loss
-from lightning_modules.tnet.network import TNet, TNetOutput
+from lightning_modules.tnet.network import TNet, TNetOutput, attended_locations
 
 
 def policy_entropy(output: TNetOutput) -> torch.Tensor:
@@ -34,6 +34,66 @@ def policy_entropy(output: TNetOutput) -> torch.Tensor:
         return output.logits.new_zeros(())
     probs = torch.cat(output.probs)
     return -(probs * torch.log(probs.clamp_min(1e-30))).sum(dim=1).mean()
+
+
+def adam_with_one_drop(module: ClassificationModule) -> dict[str, Any]:
+    """Adam with TensorFlow's ε = 10⁻⁷ on the trainable weights of ``module.network``, its learning rate
+    ``module.hparams.lr`` dropping ×``lr_gamma`` once, at ``lr_drop_fraction`` of the optimiser steps."""
+    optimizer = torch.optim.Adam(
+        [p for p in module.network.parameters() if p.requires_grad], lr=module.hparams.lr, eps=1e-7
+    )
+    total = max(1, int(module.trainer.estimated_stepping_batches))
+    drop_at = max(1, int(module.hparams.lr_drop_fraction * total))
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, [drop_at], gamma=module.hparams.lr_gamma)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class BaselineModule(ClassificationModule):
+    """The official whole-image baselines' training (``*/train_bl.py``): cross-entropy, Adam (ε = 10⁻⁷) with one
+    ×``lr_gamma`` drop at ``lr_drop_fraction`` of the steps, optional L2 ``l2_weight · Σ ‖θ‖²`` (fMoW 1e-5).
+
+    Args:
+        network: maps ``(B, 3, H, W)`` to ``(B, K)``, e.g. a
+            :class:`~lightning_modules.tnet.baselines.WholeImageClassifier`.
+        num_classes, lr, lr_drop_fraction, lr_gamma, l2_weight, top_k: as :class:`TNetModule`'s.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        num_classes: int,
+        lr: float = 1e-3,
+        lr_drop_fraction: float = 0.8,
+        lr_gamma: float = 0.1,
+        l2_weight: float = 0.0,
+        top_k: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__(network, num_classes, lr=lr, weight_decay=0.0, lr_gamma=lr_gamma, top_k=top_k)
+        if not 0.0 < lr_drop_fraction <= 1.0:
+            raise ValueError(f"lr_drop_fraction must be in (0, 1], got {lr_drop_fraction}.")
+        self.save_hyperparameters(ignore=["network"])
+
+    def _shared_step(self, batch: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, loss = super()._shared_step(batch)
+        if self.training and self.hparams.l2_weight > 0:
+            loss = loss + l2_penalty(self.network, self.hparams.l2_weight)
+        return logits, loss
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        return adam_with_one_drop(self)
+
+
+def l2_penalty(network: nn.Module, weight: float) -> torch.Tensor:
+    """``weight · Σ ‖θ‖²`` over the trainable tensors of ``network`` outside BN layers (official ``--l2_reg``,
+    added as ``2 · tf.nn.l2_loss``)."""
+    norms = [
+        parameter.square().sum()
+        for module in network.modules()
+        if not isinstance(module, nn.modules.batchnorm._BatchNorm)
+        for parameter in module.parameters(recurse=False)
+        if parameter.requires_grad
+    ]
+    return weight * torch.stack(norms).sum()
 
 
 class TNetModule(ClassificationModule):
@@ -84,6 +144,12 @@ class TNetModule(ClassificationModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self._traverse(images).logits
 
+    @property
+    def locations_per_image(self) -> int:
+        """Attended locations per image at evaluation."""
+        counts = self.hparams.eval_locations_per_level
+        return attended_locations(self.network.locations_per_level if counts is None else counts)
+
     def _traverse(self, images: torch.Tensor) -> TNetOutput:
         counts = None if self.training else self.hparams.eval_locations_per_level
         return self.network(images, locations_per_level=counts)
@@ -93,16 +159,6 @@ class TNetModule(ClassificationModule):
         check_images(images)
         check_class_targets(target, self.num_classes, images.shape[0])
         return images, target
-
-    def _l2_penalty(self) -> torch.Tensor:
-        norms = [
-            parameter.square().sum()
-            for module in self.network.modules()
-            if not isinstance(module, nn.modules.batchnorm._BatchNorm)
-            for parameter in module.parameters(recurse=False)
-            if parameter.requires_grad
-        ]
-        return self.hparams.l2_weight * torch.stack(norms).sum()
 
     def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, target = self._checked(batch)
@@ -116,7 +172,7 @@ class TNetModule(ClassificationModule):
             self.hparams.reinforce_scale,
             self.hparams.feature_levels,
         )
-        loss = terms.total + (self._l2_penalty() if self.hparams.l2_weight > 0 else 0.0)
+        loss = terms.total + (l2_penalty(self.network, self.hparams.l2_weight) if self.hparams.l2_weight > 0 else 0.0)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"the TNet training loss is {float(loss.detach())} at step {self.global_step}. Lower the learning "
@@ -150,10 +206,4 @@ class TNetModule(ClassificationModule):
         return self._traverse(images).logits.argmax(dim=1)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = torch.optim.Adam(
-            [p for p in self.network.parameters() if p.requires_grad], lr=self.hparams.lr, eps=1e-7
-        )
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        drop_at = max(1, int(self.hparams.lr_drop_fraction * total))
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, [drop_at], gamma=self.hparams.lr_gamma)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return adam_with_one_drop(self)

@@ -84,6 +84,15 @@ class TNetOutput:
         return torch.stack(totals).sum(dim=0) if totals else self.logits.new_zeros(self.batch_size)
 
 
+def attended_locations(locations_per_level: Sequence[int]) -> int:
+    """Attended locations per image, ``k_0 + k_0·k_1 + …``, for cells per level ``locations_per_level``."""
+    total, inputs = 0, 1
+    for k in locations_per_level:
+        inputs *= k
+        total += inputs
+    return total
+
+
 def _check_locations(locations_per_level: Sequence[int], num_cells: int) -> tuple[int, ...]:
     counts = tuple(locations_per_level)
     if any(isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= num_cells for k in counts):
