@@ -185,3 +185,80 @@ def write_tree(dataset: str, root: Path, num_images: int, height: int = 1024, wi
     root = Path(root)
     WRITERS[dataset](root, partial(scenes, num_images, height, width, seed))
     return root
+
+
+# fMoW-rgb: the first, the 43rd (``impoverished_settlement``, out of alphabetical order in the official list) and
+# the last of the 62 categories.
+FMOW_CATEGORIES = ("airport", "impoverished_settlement", "zoo")
+
+
+def _fmow_boxes(rng: np.random.Generator, height: int, width: int, category: str, other: str, box_id: int) -> list:
+    """The ``bounding_boxes`` of an fMoW image: one of its category (a third to two thirds of each side), one of
+    another category and one of its category with the unknown ``ID`` −1 (both ignored by the official scripts)."""
+    boxes = []
+    for name, identifier in ((category, box_id), (other, box_id + 1), (category, -1)):
+        w = int(rng.integers(width // 3, 2 * width // 3 + 1))
+        h = int(rng.integers(height // 3, 2 * height // 3 + 1))
+        x, y = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
+        boxes.append({"box": [x, y, w, h], "category": name, "ID": identifier})
+    return boxes
+
+
+def write_fmow(
+    root: Path,
+    categories: Sequence[str] = FMOW_CATEGORIES,
+    sequences: int = 2,
+    images_per_sequence: int = 2,
+    height: int = 48,
+    width: int = 64,
+    seed: int = 0,
+) -> Path:
+    """Write a small fMoW-rgb tree in the release's layout (``datamodules.fmow``) under ``root``; return ``root``.
+
+    ``train`` and ``val``: ``sequences`` sequence folders per category, each with ``images_per_sequence`` JPEGs
+    ``<category>_<n>_<k>_rgb.jpg`` and their ``_rgb.json`` metadata (``img_height``, ``img_width``,
+    ``bounding_boxes``: see :func:`_fmow_boxes`). ``test``: the same number of sequences per category, stored as
+    ``test/<seq>/<seq>_<k>_rgb.jpg`` with metadata without categories; their sequence ids are shuffled, so that their
+    order says nothing of the categories. ``test_gt/<category>/<category>_<n>/`` holds the test metadata with
+    categories, and ``test_gt_mapping.json`` the official mapping (``{"input": "test_gt/<category>/<category>_<n>",
+    "output": "test/<seq>"}``).
+    """
+    import json  # here, not at the top: this builder is appended to the module
+
+    root = Path(root)
+    if sequences < 1 or images_per_sequence < 1 or min(height, width) < CELL_STEP:
+        raise ValueError(f"need sequences, images_per_sequence >= 1 and sides >= {CELL_STEP}.")
+    rng = np.random.default_rng(seed)
+    sequence_ids = rng.permutation(len(categories) * sequences)
+    mapping = []
+    for split_index, split in enumerate(("train", "val", "test")):
+        for c, category in enumerate(categories):
+            other = categories[(c + 1) % len(categories)]
+            for n in range(sequences):
+                gt_folder = f"{category}/{category}_{n}"
+                for k in range(images_per_sequence):
+                    image, _ = draw_scene(np.random.default_rng([seed, split_index, c, n, k]), height, width, (0,))
+                    metadata = {
+                        "img_height": height,
+                        "img_width": width,
+                        "bounding_boxes": _fmow_boxes(rng, height, width, category, other, 10 * n + k),
+                    }
+                    if split != "test":
+                        stem = root / split / gt_folder / f"{category}_{n}_{k}_rgb"
+                        save_image(stem.with_suffix(".jpg"), image)
+                        stem.with_suffix(".json").write_text(json.dumps(metadata))
+                        continue
+                    sequence = f"{sequence_ids[c * sequences + n]:07d}"
+                    stem = root / "test" / sequence / f"{sequence}_{k}_rgb"
+                    save_image(stem.with_suffix(".jpg"), image)
+                    hidden = [
+                        {key: v for key, v in box.items() if key != "category"} for box in metadata["bounding_boxes"]
+                    ]
+                    stem.with_suffix(".json").write_text(json.dumps({**metadata, "bounding_boxes": hidden}))
+                    gt = root / "test_gt" / gt_folder / f"{category}_{n}_{k}_rgb.json"
+                    gt.parent.mkdir(parents=True, exist_ok=True)
+                    gt.write_text(json.dumps(metadata))
+                if split == "test":
+                    mapping.append({"input": f"test_gt/{gt_folder}", "output": f"test/{sequence}"})
+    (root / "test_gt_mapping.json").write_text(json.dumps(mapping))
+    return root

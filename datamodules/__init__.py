@@ -4,6 +4,7 @@ from datamodules.base import IGNORE_INDEX, SegmentationDataModule
 from datamodules.camvid import CamVidDataModule
 from datamodules.cityscapes import CityscapesDataModule
 from datamodules.coco_stuff import CocoStuff10kDataModule
+from datamodules.fmow import FMoWDataModule
 from datamodules.megapixel_digits import MegapixelDigitsDataModule
 from datamodules.pascal_context import PascalContext59DataModule, PascalContext60DataModule
 from datamodules.synthetic import (
@@ -25,6 +26,7 @@ __all__ = [
     "CamVidDataModule",
     "CityscapesDataModule",
     "CocoStuff10kDataModule",
+    "FMoWDataModule",
     "MegapixelDigitsDataModule",
     "PascalContext59DataModule",
     "PascalContext60DataModule",

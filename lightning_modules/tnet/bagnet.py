@@ -138,6 +138,10 @@ class BagNet77(nn.Module):
         x = self._drop(self.part5(self._drop(x, 4)), 5)
         return location, self._drop(F.leaky_relu(self.part6(x), LEAKY_SLOPE), 6)
 
+    def global_features(self, images: torch.Tensor) -> torch.Tensor:
+        """``h (B, 512)`` alone (the whole-image baseline)."""
+        return self.feature_maps(images)[1].mean(dim=(-2, -1))
+
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         location, features = self.feature_maps(images)
         return location, features.mean(dim=(-2, -1))

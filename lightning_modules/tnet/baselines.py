@@ -23,7 +23,7 @@ class WholeImageClassifier(nn.Module):
     """``classifier(h)`` for the global feature ``h`` of a TNet feature extractor on the whole image.
 
     Args:
-        extractor: returns ``(G, h)`` as TNet's extractors do; ``G`` is unused.
+        extractor: one of TNet's extractors; its ``global_features(images)`` gives ``h``.
         classifier: maps ``(B, D)`` to ``(B, K)``.
         input_size: resize the image to this side first (bilinear), or ``None`` to use it as it comes.
         antialias: antialias that resize.
@@ -43,7 +43,7 @@ class WholeImageClassifier(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.input_size is not None:
             images = resize_to_base(images, (self.input_size, self.input_size), self.antialias)
-        return self.classifier(self.extractor(images)[1])
+        return self.classifier(self.extractor.global_features(images))
 
 
 def bagnet77_baseline(num_classes: int = 1000, keep_prob: float = 0.375) -> WholeImageClassifier:

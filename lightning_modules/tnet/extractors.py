@@ -76,6 +76,10 @@ class EfficientNetExtractor(nn.Module):
             if isinstance(module, nn.BatchNorm2d):
                 module.momentum = 0.01
 
+    def global_features(self, images: torch.Tensor) -> torch.Tensor:
+        """``h (B, 1280)`` alone, at any input size (the whole-image baselines)."""
+        return self.model.forward_head(self.model.forward_features(images), pre_logits=True)
+
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.model.bn1(self.model.conv_stem(images))
         grid = None
@@ -83,6 +87,13 @@ class EfficientNetExtractor(nn.Module):
             for number, block in enumerate(stage):
                 x = block(x)
                 if index == 3 and number == self.location_block:
+                    needed = int(self.location_rows.max()) + 1
+                    if min(x.shape[-2:]) < needed:
+                        raise ValueError(
+                            f"the 80-channel map is {tuple(x.shape[-2:])} for {tuple(images.shape[-2:])} px inputs, "
+                            f"too small for the location rows {self.location_rows.tolist()}: feed the extractor "
+                            f"at least {16 * needed} px (TNet's base resolution is 224)."
+                        )
                     grid = x.index_select(2, self.location_rows).index_select(3, self.location_rows)
         x = self.model.bn2(self.model.conv_head(x))
         return grid, self.model.forward_head(x, pre_logits=True)
@@ -118,6 +129,10 @@ class TimmExtractor(nn.Module):
         self.grid_size = grid_size
         self.location_channels = self.model.feature_info[self.location_stage]["num_chs"]
         self.out_channels = self.model.num_features
+
+    def global_features(self, images: torch.Tensor) -> torch.Tensor:
+        """``h (B, num_features)`` alone (the whole-image baselines)."""
+        return self.model.forward_head(self.model.forward_features(images), pre_logits=True)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         final, (stage,) = self.model.forward_intermediates(images, indices=[self.location_stage])

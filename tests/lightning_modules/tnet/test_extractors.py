@@ -58,3 +58,13 @@ def test_timm_extractor_errors_name_the_problem():
         TimmExtractor("resnet_5", grid_size=3)
     with pytest.raises(ValueError, match="location_stage must index the 5 stages"):
         TimmExtractor("test_resnet", grid_size=3, location_stage=7)
+
+
+def test_efficientnet_global_features_alone_work_at_any_size_and_the_grid_needs_224_px():
+    extractor = EfficientNetExtractor(drop_path_rate=0.0).eval()
+    images = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(extractor.global_features(images), extractor(images)[1])
+        assert extractor.global_features(torch.randn(1, 3, 64, 64)).shape == (1, 1280)
+        with pytest.raises(ValueError, match=r"the 80-channel map is \(4, 4\) for \(64, 64\) px inputs"):
+            extractor(torch.randn(1, 3, 64, 64))
