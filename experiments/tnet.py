@@ -560,7 +560,15 @@ def _fmow_recipe(**overrides: Any) -> dict[str, Any]:
 FMOW_RECIPES: dict[str, dict[str, Any]] = {
     # A quarter of the paper's sides: TNet 448 / 896 see 112 / 224 px images, still resized to the 224 px base.
     "smoke": _fmow_recipe(
-        data="synthetic", root=None, batch_size=2, num_workers=0, max_epochs=1, cost_batch=1, resolution_scale=0.25
+        data="synthetic",
+        root=None,
+        num_train=4,
+        num_val=2,
+        batch_size=2,
+        num_workers=0,
+        max_epochs=1,
+        cost_batch=1,
+        resolution_scale=0.25,
     ),
     "small": _fmow_recipe(data="synthetic", root=None, num_classes=8, num_train=512, num_val=128, batch_size=16),
     "paper": _fmow_recipe(),

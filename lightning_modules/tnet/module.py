@@ -142,7 +142,7 @@ class TNetModule(ClassificationModule):
         self.register_buffer("baseline", torch.tensor(0.5))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self._traverse(images).logits
+        return self.traverse(images).logits
 
     @property
     def locations_per_image(self) -> int:
@@ -150,7 +150,9 @@ class TNetModule(ClassificationModule):
         counts = self.hparams.eval_locations_per_level
         return attended_locations(self.network.locations_per_level if counts is None else counts)
 
-    def _traverse(self, images: torch.Tensor) -> TNetOutput:
+    def traverse(self, images: torch.Tensor) -> TNetOutput:
+        """The whole traversal of ``images``: the training cell counts in training mode, the evaluation ones
+        (``eval_locations_per_level``) otherwise."""
         counts = None if self.training else self.hparams.eval_locations_per_level
         return self.network(images, locations_per_level=counts)
 
@@ -162,7 +164,7 @@ class TNetModule(ClassificationModule):
 
     def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, target = self._checked(batch)
-        output = self._traverse(images)
+        output = self.traverse(images)
         terms = tnet_loss(
             output,
             target,
@@ -193,7 +195,7 @@ class TNetModule(ClassificationModule):
 
     def _evaluate(self, batch: Sequence[torch.Tensor], stage: str, metrics: nn.ModuleDict) -> None:
         images, target = self._checked(batch)
-        output = self._traverse(images)
+        output = self.traverse(images)
         for metric in metrics.values():
             metric.update(output.logits, target)
         size = images.shape[0]
@@ -203,7 +205,7 @@ class TNetModule(ClassificationModule):
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         """Class ids ``(B,)`` for a batch of images, or of ``(images, labels)`` pairs."""
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self._traverse(images).logits.argmax(dim=1)
+        return self.traverse(images).logits.argmax(dim=1)
 
     def configure_optimizers(self) -> dict[str, Any]:
         return adam_with_one_drop(self)

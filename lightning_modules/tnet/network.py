@@ -49,7 +49,8 @@ class TNetOutput:
     Attributes:
         logits: ``(B, K)`` of the aggregated features.
         features: per level, ``(B · m_l, D)`` fused features, image by image, ``m_l = k_0 ⋯ k_{l−1}``.
-        feature_logits: per level, ``(B · m_l, K)``: the classifier on each feature alone.
+        feature_logits: per level, ``(B · m_l, K)``: the classifier on each feature alone (in training mode only;
+            empty in evaluation).
         positions: per level, the ``(y, x, s)`` triplets of its inputs, three ``(B · m_l,)`` tensors.
         boxes: per level, ``(B · m_l, 4)`` ``(y0, x0, y1, x1)`` of its inputs in input pixels (end exclusive;
             a box may reach into the zero padding).
@@ -180,7 +181,7 @@ class TNet(nn.Module):
         zeros = torch.zeros(batch_size, dtype=torch.long, device=images.device)
         y, x, s = zeros, zeros, zeros
         height, width = images.shape[-2:]
-        box = torch.tensor([0, 0, height, width], device=images.device).expand(batch_size, 4)
+        box = torch.tensor([[0, 0, height, width]], device=images.device).repeat(batch_size, 1)
         out = TNetOutput(images.new_empty(0), [], [], [], [], [], [], [])
         for level in range(len(counts) + 1):
             grid, features = self._extract(level_batch)
@@ -205,7 +206,8 @@ class TNet(nn.Module):
         else:
             aggregate = per_image.mean(dim=1)
         out.logits = self.classifier(aggregate)
-        out.feature_logits = [self.classifier(f) for f in out.features]
+        # Only the per-feature loss reads them (the official code computes them in training only).
+        out.feature_logits = [self.classifier(f) for f in out.features] if self.training else []
         return out
 
 

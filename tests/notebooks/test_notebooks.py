@@ -32,7 +32,13 @@ def artefacts() -> set[Path]:
 
 
 def test_there_are_notebooks():
-    expected = {"quickstart.ipynb", "results_explorer.ipynb", "attention_maps.ipynb", "gscnn_edges.ipynb"}
+    expected = {
+        "quickstart.ipynb",
+        "results_explorer.ipynb",
+        "attention_maps.ipynb",
+        "gscnn_edges.ipynb",
+        "tnet_attention.ipynb",
+    }
     assert {path.name for path in NOTEBOOKS} >= expected
 
 
