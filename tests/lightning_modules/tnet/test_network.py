@@ -164,3 +164,20 @@ def test_downsampled_baseline_resizes_first():
     images = torch.randn(2, 3, 128, 128)
     small = F.interpolate(images, (32, 32), mode="bilinear", align_corners=False)
     torch.testing.assert_close(model(images), model.classifier(model.extractor(small)[1]))
+
+
+def _gflops(model: nn.Module, side: int) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model.eval()(torch.zeros(1, 3, side, side))
+    return counter.get_total_flops() / 1e9
+
+
+def test_fmow_flops_at_896_are_the_specs_within_5_percent():
+    # The spec's TF-profiler counts of the official models: TNet-fMoW with 4 locations ≈ 3.9 G, EN-B0 12.56 G.
+    tnet, baseline = _gflops(tnet_fmow(), 896), _gflops(efficientnet_b0_baseline(), 896)
+    assert tnet == pytest.approx(3.9, rel=0.05)
+    assert baseline == pytest.approx(12.56, rel=0.05)
+    assert tnet == pytest.approx(5 * _gflops(efficientnet_b0_baseline(), 224), rel=0.01)
