@@ -418,3 +418,54 @@ def test_gscnn_step_benchmark_times_both_canny_paths_and_the_memory_saving(tmp_p
     assert "| device |" in out and "| official-cpu |" in out and "| checkpoint_shape_stream=True |" in out
     saved = json.loads((tmp_path / "gscnn.json").read_text())
     assert saved["benchmark"] == "gscnn_step" and saved["rows"][0]["canny"]["device"]["ms"] > 0
+
+
+tnet_throughput = load_script("tnet_throughput")
+
+
+def test_tnet_throughput_defaults_follow_the_device() -> None:
+    cpu, cuda = (tnet_throughput.parse_args(["--device", name]) for name in ("cpu", "cuda"))
+    assert (cpu.batch, cpu.image_size, cpu.locations) == (4, 896, [2, 1])
+    assert (cuda.batch, cuda.image_size, cuda.dtype) == (64, 896, "fp32"), "the paper's timing batch"
+
+
+def test_tnet_throughput_counts_tnet_as_its_extractor_passes_and_heads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    argv = ["--device", "cpu", "--image-size", "224", "--batch", "1", "--repeats", "1", "--warmup", "0"]
+    result = tnet_throughput.main([*argv, "--threads", "1", "--json", str(tmp_path / "tnet.json")])
+    tnet, baseline = result["rows"]
+    ratios = result["ratios"]
+
+    def flops(module: torch.nn.Module, *inputs: torch.Tensor) -> int:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            module(*inputs)
+        return counter.get_total_flops()
+
+    # Module by module: 1 + 2 + 2 extractor passes at 224 px and fusions, the location module on the 1 + 2
+    # inputs of the first two levels, the classifier on the mean (in eval mode, not on each feature).
+    network = tnet_throughput.build(tnet_throughput.parse_args(argv), "tnet")
+    image = torch.zeros(1, 3, 224, 224)
+    grid, feature = network.extractor(image)
+    extractor, classifier = flops(network.extractor, image), flops(network.classifier, feature)
+    fusion = flops(network.fusion, feature, torch.zeros(1, network.fusion.encoding_channels))
+    expected = 5 * (extractor + fusion) + 3 * flops(network.location, grid, feature) + classifier
+    assert tnet.gflops == pytest.approx(expected / 1e9, rel=1e-12)
+    assert baseline.gflops == pytest.approx((extractor + classifier) / 1e9, rel=1e-12), "EN-B0 on the 224 px image"
+    assert (tnet.spec_gflops, baseline.spec_gflops) == (pytest.approx(5 * 0.786), 0.786)
+    assert all(row.measured.ms > 0 and row.peak_mib > 0 for row in (tnet, baseline))
+    assert ratios.speedup == pytest.approx(tnet.images_per_second / baseline.images_per_second)
+    assert ratios.flops == pytest.approx(tnet.gflops / baseline.gflops)
+    assert ratios.memory == pytest.approx(tnet.peak_mib / baseline.peak_mib)
+
+    out = capsys.readouterr().out
+    printed = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in out.splitlines() if line.startswith("| ")}
+    rows = [printed["TNet-fMoW, k = (2, 1)"], printed["EfficientNet-B0"]]
+    for column, ratio in ((2, "FLOPs"), (6, "speed-up (images/s)"), (7, "peak memory")):
+        quotient = float(rows[0][column]) / float(rows[1][column])  # GFLOPs, images/s, peak MiB
+        assert float(printed[ratio][0].strip(" ×")) == pytest.approx(quotient, rel=5e-3), ratio
+    saved = json.loads((tmp_path / "tnet.json").read_text())
+    assert saved["benchmark"] == "tnet_throughput" and saved["ratios"]["flops"] == ratios.flops
+    assert [row["model"] for row in saved["rows"]] == ["tnet", "efficientnet_b0"]
