@@ -198,73 +198,53 @@ def _data_workers(recipe: Mapping[str, Any]) -> int:
     return default_num_workers() if recipe["num_workers"] is None else recipe["num_workers"]
 
 
+def synthetic_datamodule(recipe: Mapping[str, Any]) -> SyntheticClassificationDataModule:
+    """The procedural classification images of the smoke and small profiles (test split: as many as val)."""
+    return SyntheticClassificationDataModule(
+        num_classes=recipe["num_classes"],
+        image_size=image_size(recipe),
+        num_train=recipe["num_train"],
+        num_val=recipe["num_val"],
+        num_test=recipe["num_val"],
+        batch_size=recipe["batch_size"],
+        num_workers=_data_workers(recipe),
+    )
+
+
+_DIGITS: dict[str, Any] = dict(
+    _LOSS,
+    canvas_size=448,
+    digit_size=16,
+    noise_strokes=50,
+    image_size=448,
+    base_resolution=112,
+    num_patches=5,
+    overlap=0.25,
+    locations=(5,),
+    eval_locations=None,
+    backbone="test_resnet",
+    dropout=0.0,
+    num_train=2000,
+    num_val=500,
+    num_test=1000,
+    batch_size=32,
+    num_workers=None,
+    max_epochs=8,
+    lr=1e-3,
+    cost_batch=16,
+)
 DIGITS_RECIPES: dict[str, dict[str, Any]] = {
-    "smoke": dict(
-        _LOSS,
-        canvas_size=128,
-        digit_size=8,
-        noise_strokes=10,
-        image_size=128,
-        base_resolution=32,
-        num_patches=5,
-        overlap=0.25,
-        locations=(2,),
-        eval_locations=None,
-        backbone="test_resnet",
-        dropout=0.0,
-        num_train=16,
-        num_val=8,
-        num_test=8,
-        batch_size=8,
-        num_workers=0,
-        max_epochs=1,
-        lr=1e-3,
-        cost_batch=2,
-    ),
-    "small": dict(
-        _LOSS,
-        canvas_size=448,
-        digit_size=16,
-        noise_strokes=50,
-        image_size=448,
-        base_resolution=112,
-        num_patches=5,
-        overlap=0.25,
-        locations=(5,),
-        eval_locations=None,
-        backbone="test_resnet",
-        dropout=0.0,
-        num_train=2000,
-        num_val=500,
-        num_test=1000,
-        batch_size=32,
-        num_workers=None,
-        max_epochs=8,
-        lr=1e-3,
-        cost_batch=16,
-    ),
-    "paper": dict(
-        _LOSS,
-        canvas_size=448,
-        digit_size=16,
-        noise_strokes=50,
-        image_size=448,
-        base_resolution=112,
-        num_patches=5,
-        overlap=0.25,
-        locations=(5,),
-        eval_locations=None,
-        backbone="resnet18",
-        dropout=0.0,
-        num_train=5000,
-        num_val=1000,
-        num_test=1000,
-        batch_size=64,
-        num_workers=None,
-        max_epochs=40,
-        lr=1e-3,
-        cost_batch=64,
-    ),
+    "smoke": {
+        **_DIGITS,
+        **dict(canvas_size=128, digit_size=8, noise_strokes=10, image_size=128, base_resolution=32, locations=(2,)),
+        **dict(num_train=16, num_val=8, num_test=8, batch_size=8, num_workers=0, max_epochs=1, cost_batch=2),
+    },
+    "small": _DIGITS,
+    "paper": {
+        **_DIGITS,
+        **dict(backbone="resnet18", num_train=5000, num_val=1000, num_test=1000, batch_size=64, max_epochs=40),
+        "cost_batch": 64,
+    },
 }
 
 
@@ -414,58 +394,33 @@ def plot_locations(records: Sequence[Mapping[str, Any]], path: str | Path) -> Pa
     return path
 
 
+_IMAGENET: dict[str, Any] = dict(
+    _LOSS,
+    data="imagenet",
+    root=IMAGENET_ROOT,
+    image_size=224,
+    batch_size=64,
+    num_workers=None,
+    max_epochs=200,
+    lr=1e-4,
+    locations=(3,),
+    eval_locations=None,
+    keep_prob=0.5,
+    baseline_keep_prob=0.375,
+    cost_batch=64,
+)
 IMAGENET_RECIPES: dict[str, dict[str, Any]] = {
-    "smoke": dict(
-        _LOSS,
-        data="synthetic",
-        root=None,
-        num_classes=4,
-        image_size=96,
-        num_train=2,
-        num_val=2,
-        batch_size=2,
-        num_workers=0,
-        max_epochs=1,
-        lr=1e-4,
-        locations=(1,),
-        eval_locations=None,
-        keep_prob=0.5,
-        baseline_keep_prob=0.375,
-        cost_batch=1,
-    ),
-    "small": dict(
-        _LOSS,
-        data="synthetic",
-        root=None,
-        num_classes=8,
-        image_size=224,
-        num_train=2048,
-        num_val=512,
-        batch_size=64,
-        num_workers=None,
-        max_epochs=20,
-        lr=1e-4,
-        locations=(3,),
-        eval_locations=None,
-        keep_prob=0.5,
-        baseline_keep_prob=0.375,
-        cost_batch=16,
-    ),
-    "paper": dict(
-        _LOSS,
-        data="imagenet",
-        root=IMAGENET_ROOT,
-        image_size=224,
-        batch_size=64,
-        num_workers=None,
-        max_epochs=200,
-        lr=1e-4,
-        locations=(3,),
-        eval_locations=None,
-        keep_prob=0.5,
-        baseline_keep_prob=0.375,
-        cost_batch=64,
-    ),
+    "smoke": {
+        **_IMAGENET,
+        **dict(data="synthetic", root=None, num_classes=4, image_size=96, num_train=2, num_val=2, batch_size=2),
+        **dict(num_workers=0, max_epochs=1, locations=(1,), cost_batch=1),
+    },
+    "small": {
+        **_IMAGENET,
+        **dict(data="synthetic", root=None, num_classes=8, num_train=2048, num_val=512, max_epochs=20),
+        "cost_batch": 16,
+    },
+    "paper": _IMAGENET,
 }
 
 
@@ -499,15 +454,7 @@ class ImageNetTNet(TNetExperiment):
                 train_transform=inception_train_transforms(size),
                 eval_transform=inception_eval_transforms(size),
             )
-        return SyntheticClassificationDataModule(
-            num_classes=recipe["num_classes"],
-            image_size=recipe["image_size"],
-            num_train=recipe["num_train"],
-            num_val=recipe["num_val"],
-            num_test=recipe["num_val"],
-            batch_size=recipe["batch_size"],
-            num_workers=_data_workers(recipe),
-        )
+        return synthetic_datamodule(recipe)
 
     def tnet_network(self, recipe: Mapping[str, Any], num_classes: int) -> torch.nn.Module:
         return tnet_imagenet(num_classes, tuple(recipe["locations"]), keep_prob=recipe["keep_prob"])
@@ -613,15 +560,7 @@ class FMoWTNet(TNetExperiment):
                 batch_size=recipe["batch_size"],
                 num_workers=_data_workers(recipe),
             )
-        return SyntheticClassificationDataModule(
-            num_classes=recipe["num_classes"],
-            image_size=image_size(recipe),
-            num_train=recipe["num_train"],
-            num_val=recipe["num_val"],
-            num_test=recipe["num_val"],
-            batch_size=recipe["batch_size"],
-            num_workers=_data_workers(recipe),
-        )
+        return synthetic_datamodule(recipe)
 
     def tnet_network(self, recipe: Mapping[str, Any], num_classes: int) -> torch.nn.Module:
         return tnet_fmow(
