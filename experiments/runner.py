@@ -412,6 +412,7 @@ def run_variant(
         )
     start = None
     if variant.starts_from is not None:
+        _check_start_chain(experiment, variant)
         source = experiment.variant(variant.starts_from)
         _, trained = run_variant(
             experiment, source, profile, runs_dir, overrides, seed, wandb, devices, num_nodes, callbacks, False, wait
@@ -526,6 +527,21 @@ def rescore(
     """
     with _holding(run_dir, wait), finishing_wandb():
         return _rescore(experiment, variant, recipe, seed, source_dir, run_dir, wandb, devices, num_nodes, callbacks)
+
+
+def _check_start_chain(experiment: Experiment, variant: Variant) -> None:
+    """Raise unless every row up ``variant``'s ``starts_from`` chain trains, and the chain has no loop."""
+    seen, row = [variant.name], variant
+    while row.starts_from is not None:
+        row = experiment.variant(row.starts_from)
+        if row.rescores is not None:
+            raise ValueError(
+                f"{seen[-1]!r} starts from the weights of {row.name!r}, which trains nothing (it rescores "
+                f"{row.rescores!r}): name the row that trains."
+            )
+        if row.name in seen:
+            raise ValueError(f"rows that start from each other's weights: {' -> '.join([*seen, row.name])}.")
+        seen.append(row.name)
 
 
 def _check_source_checkpoint(checkpoint: Path, variant: Variant, source: str | None, relation: str) -> None:

@@ -29,6 +29,8 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 
+from datamodules.base import SegmentationDataModule
+from datamodules.synthetic import SyntheticSegmentationDataModule
 from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
 from experiments.base import Experiment, Variant
 from experiments.choices import WANDB_MODES
@@ -153,9 +155,10 @@ class WandbSegmentationMedia(Callback):
 
 
 def wandb_callbacks(datamodule: L.LightningDataModule) -> list[Callback]:
-    """The media callbacks of a segmentation DataModule (those with class names)."""
-    class_names = getattr(datamodule, "class_names", None)
-    return [WandbSegmentationMedia(list(class_names))] if class_names else []
+    """The media callbacks of a segmentation DataModule (masks and per-class IoU); none for classification data."""
+    if not isinstance(datamodule, (SegmentationDataModule, SyntheticSegmentationDataModule)):
+        return []
+    return [WandbSegmentationMedia(list(datamodule.class_names))]
 
 
 def _write_csv_atomic(path: Path, fieldnames: list[str], rows: list[dict[str, Any]]) -> None:

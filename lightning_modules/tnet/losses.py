@@ -69,7 +69,7 @@ def tnet_loss(
         feature_levels: the per-feature cap (``None``: all levels).
 
     Raises:
-        ValueError: for weights outside ``[0, 1]`` or a cap below 2.
+        ValueError: for weights outside ``[0, 1]``, a cap below 2, or an output of an evaluation-mode traversal.
     """
     for name, value in (("ce_weight", ce_weight), ("reinforce_weight", reinforce_weight)):
         if not 0.0 <= value <= 1.0:
@@ -80,6 +80,10 @@ def tnet_loss(
     cross_entropy = ce_weight * F.cross_entropy(output.logits, target)
     if len(output.features) == 1:
         return TNetLoss(cross_entropy, cross_entropy, zero, zero, zero, baseline)
+    if not output.feature_logits:
+        raise ValueError(
+            "the output has no per-feature logits: the loss needs a traversal in training mode (network.train())."
+        )
     levels, num_features = _feature_counts(output, feature_levels)
     reward = (output.logits.detach().argmax(dim=1) == target).to(output.logits.dtype)
     reinforce = reinforce_scale * reinforce_weight / batch * ((reward - baseline) * -output.location_log_probs()).sum()

@@ -43,7 +43,8 @@ def adam_with_one_drop(module: ClassificationModule) -> dict[str, Any]:
         [p for p in module.network.parameters() if p.requires_grad], lr=module.hparams.lr, eps=1e-7
     )
     total = max(1, int(module.trainer.estimated_stepping_batches))
-    drop_at = max(1, int(module.hparams.lr_drop_fraction * total))
+    # PiecewiseConstantDecay keeps the first rate while step <= fraction · total: floor(fraction · total) + 1 updates.
+    drop_at = int(module.hparams.lr_drop_fraction * total) + 1
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, [drop_at], gamma=module.hparams.lr_gamma)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
@@ -180,8 +181,12 @@ class TNetModule(ClassificationModule):
                 f"the TNet training loss is {float(loss.detach())} at step {self.global_step}. Lower the learning "
                 "rate, or check the images for NaN / Inf values."
             )
+        bracket = terms.baseline_target
+        if self._trainer is not None:
+            # One baseline for the global batch, as the official MirroredStrategy variable (aggregation=MEAN).
+            bracket = self.trainer.strategy.reduce(bracket, reduce_op="mean")
         decay = self.hparams.baseline_decay
-        self.baseline.mul_(decay).add_((1.0 - decay) * terms.baseline_target.to(self.baseline))
+        self.baseline.mul_(decay).add_((1.0 - decay) * bracket.to(self.baseline))
         size = images.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         for name in ("cross_entropy", "feature_cross_entropy", "reinforce", "feature_reinforce"):

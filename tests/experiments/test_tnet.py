@@ -141,3 +141,33 @@ def test_paper_recipes_are_the_official_commands():
     )
     assert (imagenet["ce_weight"], imagenet["reinforce_weight"], imagenet["keep_prob"]) == (0.3, 0.3, 0.5)
     assert FMOW_RECIPES["paper"]["data"] == "fmow"
+
+
+def test_start_chains_must_end_in_a_training_row_without_loops(tmp_path):
+    from experiments.runner import _check_start_chain
+
+    class Chain:
+        name = "chain"
+
+        def __init__(self, rows):
+            self.rows = {row.name: row for row in rows}
+
+        def variant(self, name):
+            return self.rows[name]
+
+    loop = Chain([Variant("a", starts_from="b"), Variant("b", starts_from="a")])
+    with pytest.raises(ValueError, match="start from each other's weights: a -> b -> a"):
+        _check_start_chain(loop, loop.variant("a"))
+    rescoring = Chain([Variant("a", starts_from="b"), Variant("b", rescores="c"), Variant("c")])
+    with pytest.raises(ValueError, match="'a' starts from the weights of 'b', which trains nothing"):
+        _check_start_chain(rescoring, rescoring.variant("a"))
+
+
+def test_classification_runs_get_no_segmentation_media_callback():
+    from datamodules.megapixel_digits import MegapixelDigitsDataModule
+    from datamodules.synthetic import SyntheticSegmentationDataModule
+    from experiments.tracking import WandbSegmentationMedia, wandb_callbacks
+
+    assert wandb_callbacks(MegapixelDigitsDataModule(num_train=1, num_val=1, num_test=1)) == []
+    (media,) = wandb_callbacks(SyntheticSegmentationDataModule(num_classes=3))
+    assert isinstance(media, WandbSegmentationMedia)

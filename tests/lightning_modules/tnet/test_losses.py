@@ -99,3 +99,10 @@ def test_reinforce_gradients_reach_only_the_location_module(build):
             continue
         assert parameter.grad is None or not parameter.grad.any(), name
     assert any(p.grad is not None and p.grad.any() for p in model.location.parameters())
+
+
+def test_an_evaluation_mode_output_is_refused_with_a_clear_error():
+    out, target = _output()
+    evaluated = TNetOutput(out.logits, out.features, [], [], [], [], [], out.log_probs)
+    with pytest.raises(ValueError, match="needs a traversal in training mode"):
+        tnet_loss(evaluated, target, B0, A, BETA, LAM)

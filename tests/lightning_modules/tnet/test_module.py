@@ -51,7 +51,7 @@ def test_baseline_moves_to_the_ema_of_the_rewards_and_is_saved():
     assert float(restored.baseline) == pytest.approx(expected)
 
 
-def test_adam_with_tensorflow_epsilon_and_one_drop_at_80_percent():
+def test_adam_with_tensorflow_epsilon_and_one_drop_after_80_percent():
     module = _module(lr=1e-3)
     trainer = _trainer(max_steps=10, limit_val_batches=0)
     lrs = []
@@ -64,7 +64,8 @@ def test_adam_with_tensorflow_epsilon_and_one_drop_at_80_percent():
     trainer.fit(module, _loader(40))
     optimizer = trainer.optimizers[0]
     assert isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["eps"] == 1e-7
-    assert lrs == pytest.approx([1e-3] * 8 + [1e-4] * 2)
+    # Official PiecewiseConstantDecay(boundaries=[0.8 · 10]): steps 0..8 at 1e-3, step 9 at 1e-4.
+    assert lrs == pytest.approx([1e-3] * 9 + [1e-4])
 
 
 def test_logs_and_evaluation_with_other_location_counts():
