@@ -243,6 +243,7 @@ _DIGITS: dict[str, Any] = dict(
     locations=(5,),
     eval_locations=None,
     backbone="test_resnet",
+    norm_layer="groupnorm1",
     dropout=0.0,
     num_train=2000,
     num_val=500,
@@ -295,11 +296,18 @@ class DigitsExperiment(TNetExperiment):
             overlap=recipe["overlap"],
             locations_per_level=tuple(recipe["locations"]),
             dropout=recipe["dropout"],
+            norm_layer=recipe["norm_layer"],
         )
 
     def baseline_network(self, variant: Variant, recipe: Mapping[str, Any], num_classes: int) -> torch.nn.Module:
         input_size = recipe["base_resolution"] if variant.params.get("downsampled") else None
-        return timm_baseline(recipe["backbone"], num_classes, input_size=input_size, dropout=recipe["dropout"])
+        return timm_baseline(
+            recipe["backbone"],
+            num_classes,
+            input_size=input_size,
+            dropout=recipe["dropout"],
+            norm_layer=recipe["norm_layer"],
+        )
 
 
 @register

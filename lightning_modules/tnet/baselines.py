@@ -67,8 +67,10 @@ def timm_baseline(
     dropout: float = 0.0,
     antialias: bool = False,
     pretrained: bool = False,
+    **timm_kwargs: object,
 ) -> WholeImageClassifier:
-    """A timm CNN on the whole image, or on the image resized to ``input_size``."""
-    extractor = TimmExtractor(backbone, grid_size=1, pretrained=pretrained)
+    """A timm CNN on the whole image, or on the image resized to ``input_size``; ``timm_kwargs`` go to
+    ``timm.create_model`` (e.g. ``norm_layer="groupnorm1"``)."""
+    extractor = TimmExtractor(backbone, grid_size=1, pretrained=pretrained, **timm_kwargs)
     classifier = keras_classifier(extractor.out_channels, num_classes, dropout)
     return WholeImageClassifier(extractor, classifier, input_size=input_size, antialias=antialias)

@@ -302,10 +302,18 @@ def tnet_timm(
     antialias: bool = False,
     feature_weighting: bool = False,
     pretrained: bool = False,
+    **timm_kwargs: object,
 ) -> TNet:
     """TNet on any timm CNN (:class:`TimmExtractor`), with the fMoW heads: additive positional encoding of width
-    ``D / 4``, the SE location module, dropout and a linear classifier."""
-    extractor = TimmExtractor(backbone, num_patches, location_stage=location_stage, pretrained=pretrained)
+    ``D / 4``, the SE location module, dropout and a linear classifier.
+
+    Example: ``tnet_timm("resnet18", 10, base_resolution=112, num_patches=5, overlap=0.25, locations_per_level=(5,),
+    norm_layer="groupnorm1")``. ``timm_kwargs`` go to ``timm.create_model``; a per-image normalisation
+    (``norm_layer="groupnorm1"``) avoids BN running statistics that mix the whole-image passes and the crops.
+    """
+    extractor = TimmExtractor(
+        backbone, num_patches, location_stage=location_stage, pretrained=pretrained, **timm_kwargs
+    )
     return TNet(
         extractor=extractor,
         location=SELocationModule(extractor.location_channels),
