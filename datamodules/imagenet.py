@@ -139,8 +139,9 @@ class ImageNetDataModule(SplitLoaders, L.LightningDataModule):
         self.train_set: datasets.ImageFolder | None = None
         self.val_set: datasets.ImageFolder | None = None
 
-    def check_layout(self) -> list[str]:
-        """The class folders (wnids) of the train split, after checking that both split folders exist."""
+    def check_layout(self, stage: str | None = None) -> list[str]:
+        """The class folders (wnids) of the train split, after checking that both split folders exist (every
+        ``stage`` needs both: the class ids come from train)."""
         if not self.root.is_dir():
             raise FileNotFoundError(
                 f"ImageNet root {self.root} does not exist; expected {self.root}/train/<wnid>/*.JPEG and "

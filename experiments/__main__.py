@@ -126,6 +126,8 @@ def list_experiments() -> None:
     for name in experiment_names():
         experiment = get_experiment(name)
         print(f"{name}: {experiment.paper}, {experiment.table} (profiles: {', '.join(experiment.recipes)})")
+        if experiment.description:
+            print(f"  {experiment.description}")
         for variant in experiment.variants():
             numbers = describe_paper_numbers(variant.paper) if variant.paper else "no paper number"
             notes = [f"{key}={value}" for key, value in variant.settings.items()]
@@ -197,6 +199,8 @@ def table(args: argparse.Namespace) -> None:
     print(paper_table(experiment, records, args.runs_dir))
     path = plot_paper_table(experiment, records, Path(args.runs_dir) / experiment.name / "table.png")
     print(f"\nchart: {path}" if path else f"\nno chart: {experiment.name} has no run and no paper number to plot yet.")
+    for chart in experiment.extra_charts(records, Path(args.runs_dir) / experiment.name):
+        print(f"chart: {chart}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

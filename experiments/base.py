@@ -16,6 +16,7 @@ import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import lightning as L
@@ -107,6 +108,11 @@ class Experiment(ABC):
     def extra_tables(self, records: Sequence[Mapping[str, Any]]) -> list[str]:
         """Markdown tables printed after the paper-vs-measured one, from the experiment's ``records`` or from no run
         at all (e.g. parameter counts)."""
+        return []
+
+    def extra_charts(self, records: Sequence[Mapping[str, Any]], folder: Path) -> list[Path]:
+        """PNG charts written into ``folder`` by ``table`` beside the bar chart of the paper table; none by
+        default."""
         return []
 
     def after_evaluation(
@@ -290,6 +296,14 @@ RECIPE_VALUES: dict[str, Accepts] = {
     "crop_factors": Accepts(
         lambda value: isinstance(value, (tuple, list)) and all(_is_int(c) and c >= 0 for c in value),
         "a tuple of pixel counts >= 0, like (0, 200, 300, 400)",
+    ),
+    "locations": Accepts(
+        _sequence_of(_positive_int),
+        "a tuple of cells per level but the last, any number of levels, like (5,) or (2, 1)",
+    ),
+    "eval_locations": Accepts(
+        _optional(_sequence_of(_positive_int)),
+        "None (the trained counts) or a tuple of cells per level but the last, like (3,) or (2, 1)",
     ),
     "crop_reference_height": Accepts(
         _optional(_positive_int), "None (crop factors in pixels of the evaluated image) or a height like 1024"

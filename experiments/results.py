@@ -361,6 +361,8 @@ def paper_table(experiment: Any, records: list[dict[str, Any]], runs_dir: str | 
     """
     runs_dir = Path(runs_dir)
     (first, first_label), (second, second_label) = table_metrics(experiment, records)
+    if first == "top1":
+        return classification_table(experiment, records)
     lines = [
         f"### {experiment.paper}: {experiment.table}",
         "",
@@ -401,6 +403,36 @@ def paper_table(experiment: Any, records: list[dict[str, Any]], runs_dir: str | 
         if table
     ]
     return "\n\n".join(["\n".join(lines), *extra, *experiment.extra_tables(records)])
+
+
+def classification_table(experiment: Any, records: list[dict[str, Any]]) -> str:
+    """Markdown: each variant's paper numbers beside every measured run's val and test top-1 / top-5 (%), with its
+    profile and hardware; the test scores are those a run records after its last validation (``test``), "—"
+    where it records none. The experiment's :meth:`extra_tables` follow."""
+    lines = [
+        f"### {experiment.paper}: {experiment.table}",
+        "",
+        "| variant | paper | measured val top-1 | val top-5 | test top-1 | test top-5 | profile | settings "
+        "| hardware | fit time (s) |",
+        "|---|---|---:|---:|---:|---:|---|---|---|---:|",
+    ]
+    by_variant: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        by_variant.setdefault(record["variant"], []).append(record)
+    for variant in experiment.variants():
+        paper = paper_cell(variant.paper, ("top1", "top5"))
+        runs = _by_profile(by_variant.get(variant.name, []))
+        if not runs:
+            lines.append(f"| {variant.name} | {paper} | not run | | | | | | | |")
+        for record in runs:
+            metrics, test = record["metrics"], record.get("test", {})
+            lines.append(
+                f"| {variant.name} | {paper} | {percent(metrics.get('val/top1'))} | {percent(metrics.get('val/top5'))} "
+                f"| {percent(test.get('top1'))} | {percent(test.get('top5'))} | {record['profile']} "
+                f"| {recipe_changes(experiment, record)} | {record['hardware']['device']} | {fit_time(record)} |"
+            )
+    extra = [metric_table(v, by_variant.get(v.name, []), ("top1", "top5")) for v in experiment.variants()]
+    return "\n\n".join(["\n".join(lines), *[t for t in extra if t], *experiment.extra_tables(records)])
 
 
 def paper_chart(experiment: Any, records: list[dict[str, Any]]) -> Figure | None:

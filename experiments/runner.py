@@ -42,7 +42,6 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from lightning.pytorch.loggers import Logger
 from timm.layers import convert_sync_batchnorm
 
-from datamodules.base import SegmentationDataModule
 from experiments.base import Experiment, Variant
 from experiments.evaluate import load_checkpoint
 from experiments.progress import cpu_run_callbacks
@@ -263,12 +262,12 @@ def _build(
 ) -> tuple[L.LightningDataModule, L.LightningModule]:
     """The run's DataModule and LightningModule, built after seeding, the network compiled when the recipe asks.
 
-    The files that ``stage`` reads are checked first (:meth:`SegmentationDataModule.check_layout`): a missing
+    The files that ``stage`` reads are checked first (the DataModule's ``check_layout``, where it has one): a missing
     dataset is a ``FileNotFoundError`` naming it before the network is built and its weights are downloaded.
     """
     L.seed_everything(seed, workers=True)
     datamodule = experiment.build_datamodule(recipe)
-    if isinstance(datamodule, SegmentationDataModule):
+    if hasattr(datamodule, "check_layout"):
         datamodule.check_layout(stage)
     module = experiment.build_module(variant, recipe, datamodule)
     if recipe.get("compile", False):

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from lightning_modules.network import check_images
 from lightning_modules.tnet.bagnet import BagNet77
 from lightning_modules.tnet.extractors import EfficientNetExtractor, TimmExtractor
 from lightning_modules.tnet.feature_weighting import FeatureWeighting
@@ -95,6 +96,11 @@ def attended_locations(locations_per_level: Sequence[int]) -> int:
 
 
 def _check_locations(locations_per_level: Sequence[int], num_cells: int) -> tuple[int, ...]:
+    if not isinstance(locations_per_level, (tuple, list)):
+        raise ValueError(
+            f"locations_per_level must be a tuple with the cells of each level but the last, like (3,) or (2, 1), "
+            f"got {locations_per_level!r}."
+        )
     counts = tuple(locations_per_level)
     if any(isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= num_cells for k in counts):
         raise ValueError(
@@ -170,8 +176,7 @@ class TNet(nn.Module):
 
     def forward(self, images: torch.Tensor, locations_per_level: Sequence[int] | None = None) -> TNetOutput:
         """Traverse ``images`` ``(B, 3, H, W)``; ``locations_per_level`` overrides the constructor's for this call."""
-        if images.ndim != 4:
-            raise ValueError(f"images must be a (B, C, H, W) batch, got shape {tuple(images.shape)}.")
+        check_images(images, in_chans=3)
         counts = self.locations_per_level
         if locations_per_level is not None:
             counts = _check_locations(locations_per_level, self.num_patches**2)

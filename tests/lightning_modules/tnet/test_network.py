@@ -125,8 +125,14 @@ def test_bad_locations_and_mismatched_grids_are_refused():
     model.extractor.grid = 3
     with pytest.raises(ValueError, match=r"\(3, 3\) cells, but the location grid is 4 x 4"):
         model(_images())
-    with pytest.raises(ValueError, match="images must be a"):
+    with pytest.raises(ValueError, match=r"images must have shape \(B, 3, H, W\)"):
         model(torch.zeros(3, 64, 64))
+    with pytest.raises(ValueError, match="images have 1 channels but the network was built for in_chans=3"):
+        model(torch.zeros(1, 1, 64, 64))
+    with pytest.raises(ValueError, match="floating-point"):
+        model(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="locations_per_level must be a tuple"):
+        model(_images(), locations_per_level=2)
 
 
 def test_antialias_changes_only_the_resize():
