@@ -253,7 +253,7 @@ _DIGITS: dict[str, Any] = dict(
     locations=(5,),
     eval_locations=None,
     backbone="test_resnet",
-    norm_layer="groupnorm1",
+    level_norm=True,
     dropout=0.0,
     num_train=2000,
     num_val=500,
@@ -306,18 +306,12 @@ class DigitsExperiment(TNetExperiment):
             overlap=recipe["overlap"],
             locations_per_level=tuple(recipe["locations"]),
             dropout=recipe["dropout"],
-            norm_layer=recipe["norm_layer"],
+            level_norm=recipe["level_norm"],
         )
 
     def baseline_network(self, variant: Variant, recipe: Mapping[str, Any], num_classes: int) -> torch.nn.Module:
         input_size = recipe["base_resolution"] if variant.params.get("downsampled") else None
-        return timm_baseline(
-            recipe["backbone"],
-            num_classes,
-            input_size=input_size,
-            dropout=recipe["dropout"],
-            norm_layer=recipe["norm_layer"],
-        )
+        return timm_baseline(recipe["backbone"], num_classes, input_size=input_size, dropout=recipe["dropout"])
 
 
 @register

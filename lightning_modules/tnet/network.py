@@ -36,6 +36,7 @@ from lightning_modules.tnet.feature_weighting import FeatureWeighting
 from lightning_modules.tnet.fusion import AdditivePositionalFusion, ConcatPositionalFusion
 from lightning_modules.tnet.grid import grid_geometry
 from lightning_modules.tnet.initializers import keras_dense
+from lightning_modules.tnet.level_norm import per_level_batch_norm, set_level
 from lightning_modules.tnet.location import LocationModule, SELocationModule
 from lightning_modules.tnet.positional_encoding import positional_encoding
 from lightning_modules.tnet.traversal import child_positions, crop_cells, resize_to_base, select_cells
@@ -125,6 +126,8 @@ class TNet(nn.Module):
         antialias: antialias the resize to the base resolution (the official code does not).
         feature_weighting: aggregate with a :class:`FeatureWeighting` module of width ``D`` instead of the mean.
         max_inv_freq: the largest inverse angular frequency of the positional encoding (official 100).
+        level_norm: keep the extractor's BN running statistics per level
+            (:mod:`~lightning_modules.tnet.level_norm`; the official code shares them).
 
     Shapes: ``forward((B, 3, H, W))`` → :class:`TNetOutput`; the images need not be square.
     """
@@ -142,6 +145,7 @@ class TNet(nn.Module):
         antialias: bool = False,
         feature_weighting: bool = False,
         max_inv_freq: float = 100.0,
+        level_norm: bool = False,
     ) -> None:
         super().__init__()
         grid_geometry(base_resolution, num_patches, overlap)  # validates the three
@@ -155,6 +159,9 @@ class TNet(nn.Module):
         self.locations_per_level = _check_locations(locations_per_level, num_patches**2)
         self.antialias = antialias
         self.max_inv_freq = max_inv_freq
+        self.level_norm = level_norm
+        if level_norm:
+            per_level_batch_norm(extractor, self.num_levels)
         channels = extractor.out_channels
         self.feature_weighting = FeatureWeighting(channels) if feature_weighting else None
 
@@ -162,7 +169,9 @@ class TNet(nn.Module):
     def num_levels(self) -> int:
         return len(self.locations_per_level) + 1
 
-    def _extract(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _extract(self, batch: torch.Tensor, level: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.level_norm:
+            set_level(self.extractor, level)
         size = (self.base_resolution, self.base_resolution)
         grid, features = self.extractor(resize_to_base(batch, size, self.antialias))
         return grid, features
@@ -189,7 +198,7 @@ class TNet(nn.Module):
         box = torch.tensor([[0, 0, height, width]], device=images.device).repeat(batch_size, 1)
         out = TNetOutput(images.new_empty(0), [], [], [], [], [], [], [])
         for level in range(len(counts) + 1):
-            grid, features = self._extract(level_batch)
+            grid, features = self._extract(level_batch, level)
             encoding = positional_encoding(y, x, s, self.fusion.encoding_channels, max_inv_freq=self.max_inv_freq)
             out.features.append(self.fusion(features, encoding.to(features.dtype)))
             out.positions.append((y, x, s))
@@ -272,6 +281,7 @@ def tnet_fmow(
     drop_path_rate: float = 0.3,
     antialias: bool = False,
     feature_weighting: bool = False,
+    level_norm: bool = False,
 ) -> TNet:
     """TNet on fMoW as released: EfficientNet-B0 at 224 px, a 3 × 3 grid with ω = 0.5, ``D = 1280``, additive
     positional encoding of width 320, the SE location module on the 3 × 3 × 80 grid features.
@@ -292,6 +302,7 @@ def tnet_fmow(
         locations_per_level=locations_per_level,
         antialias=antialias,
         feature_weighting=feature_weighting,
+        level_norm=level_norm,
     )
 
 
@@ -307,14 +318,14 @@ def tnet_timm(
     antialias: bool = False,
     feature_weighting: bool = False,
     pretrained: bool = False,
+    level_norm: bool = False,
     **timm_kwargs: object,
 ) -> TNet:
     """TNet on any timm CNN (:class:`TimmExtractor`), with the fMoW heads: additive positional encoding of width
     ``D / 4``, the SE location module, dropout and a linear classifier.
 
     Example: ``tnet_timm("resnet18", 10, base_resolution=112, num_patches=5, overlap=0.25, locations_per_level=(5,),
-    norm_layer="groupnorm1")``. ``timm_kwargs`` go to ``timm.create_model``; a per-image normalisation
-    (``norm_layer="groupnorm1"``) avoids BN running statistics that mix the whole-image passes and the crops.
+    level_norm=True)``. ``timm_kwargs`` go to ``timm.create_model``.
     """
     extractor = TimmExtractor(
         backbone, num_patches, location_stage=location_stage, pretrained=pretrained, **timm_kwargs
@@ -330,4 +341,5 @@ def tnet_timm(
         locations_per_level=locations_per_level,
         antialias=antialias,
         feature_weighting=feature_weighting,
+        level_norm=level_norm,
     )
