@@ -185,7 +185,7 @@ def check_geometry(
     if blocked >= positions:
         raise ValueError(
             f"a {canvas_size}x{canvas_size} canvas cannot hold {num_digits} non-overlapping digits of {digit_size} px "
-            f"with room left for noise strokes: random placement is guaranteed only when num_digits * (2 * "
+            f"by random placement, which is guaranteed only when num_digits * (2 * "
             f"digit_size - 1)**2 < (canvas_size - digit_size + 1)**2, here {blocked} >= {positions}. Use a larger "
             "canvas_size, a smaller digit_size or fewer num_digits."
         )
