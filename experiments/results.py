@@ -203,6 +203,13 @@ def paper_cell(numbers: Sequence[Any], shown: Sequence[str]) -> str:
     return cell or "—"
 
 
+def _by_variant(records: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        grouped.setdefault(record["variant"], []).append(record)
+    return grouped
+
+
 def _by_profile(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return sorted(records, key=lambda r: PROFILE_ORDER.get(r["profile"], 3))
 
@@ -370,9 +377,7 @@ def paper_table(experiment: Any, records: list[dict[str, Any]], runs_dir: str | 
         "| test boundary F | test protocol | profile | settings | hardware | fit time (s) |",
         "|---|---|---:|---:|---:|---:|---:|---|---|---|---|---:|",
     ]
-    by_variant: dict[str, list[dict[str, Any]]] = {}
-    for record in records:
-        by_variant.setdefault(record["variant"], []).append(record)
+    by_variant = _by_variant(records)
     for variant in experiment.variants():
         paper = paper_cell(variant.paper, (first, second))
         runs = _by_profile(by_variant.get(variant.name, []))
@@ -416,9 +421,7 @@ def classification_table(experiment: Any, records: list[dict[str, Any]]) -> str:
         "| hardware | fit time (s) |",
         "|---|---|---:|---:|---:|---:|---|---|---|---:|",
     ]
-    by_variant: dict[str, list[dict[str, Any]]] = {}
-    for record in records:
-        by_variant.setdefault(record["variant"], []).append(record)
+    by_variant = _by_variant(records)
     for variant in experiment.variants():
         paper = paper_cell(variant.paper, ("top1", "top5"))
         runs = _by_profile(by_variant.get(variant.name, []))

@@ -15,7 +15,8 @@ from torch import nn
 
 from lightning_modules.tnet.bagnet import BagNet77
 from lightning_modules.tnet.extractors import EfficientNetExtractor, TimmExtractor
-from lightning_modules.tnet.network import _glorot_linear, keras_classifier
+from lightning_modules.tnet.initializers import glorot_linear
+from lightning_modules.tnet.network import keras_classifier
 from lightning_modules.tnet.traversal import resize_to_base
 
 
@@ -49,7 +50,7 @@ class WholeImageClassifier(nn.Module):
 def bagnet77_baseline(num_classes: int = 1000, keep_prob: float = 0.375) -> WholeImageClassifier:
     """BagNet-77 on the whole image with a Glorot-normal linear classifier (the official ImageNet baseline)."""
     extractor = BagNet77(dropout_layers=1, keep_prob=keep_prob)
-    return WholeImageClassifier(extractor, _glorot_linear(extractor.out_channels, num_classes))
+    return WholeImageClassifier(extractor, glorot_linear(extractor.out_channels, num_classes))
 
 
 def efficientnet_b0_baseline(

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_modules.tnet.initializers import keras_dense
+from lightning_modules.tnet.initializers import glorot_linear, keras_dense
 
 
 class ConcatPositionalFusion(nn.Module):
@@ -30,9 +30,7 @@ class ConcatPositionalFusion(nn.Module):
     def __init__(self, channels: int = 512) -> None:
         super().__init__()
         self.encoding_channels = channels
-        self.linear = nn.Linear(2 * channels, channels)
-        nn.init.xavier_normal_(self.linear.weight)
-        nn.init.zeros_(self.linear.bias)
+        self.linear = glorot_linear(2 * channels, channels)
 
     def forward(self, features: torch.Tensor, encoding: torch.Tensor) -> torch.Tensor:
         return self.linear(torch.cat([features, encoding], dim=1))

@@ -31,6 +31,14 @@ def variance_scaling_(weight: torch.Tensor, scale: float, distribution: str) -> 
     raise ValueError(f"distribution must be 'truncated_normal' or 'uniform', got {distribution!r}.")
 
 
+def glorot_linear(in_features: int, out_features: int) -> nn.Linear:
+    """A linear layer with Glorot-normal weights and zero biases (the ImageNet code's ``glorot_normal`` layers)."""
+    linear = nn.Linear(in_features, out_features)
+    nn.init.xavier_normal_(linear.weight)
+    nn.init.zeros_(linear.bias)
+    return linear
+
+
 def keras_conv(in_channels: int, out_channels: int) -> nn.Conv2d:
     """A 1×1 convolution with bias, initialised as the official ``CONV_KERNEL_INITIALIZER`` and zero biases."""
     conv = nn.Conv2d(in_channels, out_channels, 1)

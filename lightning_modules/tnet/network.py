@@ -35,7 +35,7 @@ from lightning_modules.tnet.extractors import EfficientNetExtractor, TimmExtract
 from lightning_modules.tnet.feature_weighting import FeatureWeighting
 from lightning_modules.tnet.fusion import AdditivePositionalFusion, ConcatPositionalFusion
 from lightning_modules.tnet.grid import grid_geometry
-from lightning_modules.tnet.initializers import keras_dense
+from lightning_modules.tnet.initializers import glorot_linear, keras_dense
 from lightning_modules.tnet.level_norm import per_level_batch_norm, set_level
 from lightning_modules.tnet.location import LocationModule, SELocationModule
 from lightning_modules.tnet.positional_encoding import positional_encoding
@@ -236,13 +236,6 @@ def _child_boxes(
     return torch.stack([y0, x0, y0 + gy.patch, x0 + gx.patch], dim=-1).flatten(0, 1)
 
 
-def _glorot_linear(in_features: int, out_features: int) -> nn.Linear:
-    linear = nn.Linear(in_features, out_features)
-    nn.init.xavier_normal_(linear.weight)
-    nn.init.zeros_(linear.bias)
-    return linear
-
-
 def tnet_imagenet(
     num_classes: int = 1000,
     locations_per_level: Sequence[int] = (3,),
@@ -260,7 +253,7 @@ def tnet_imagenet(
         extractor=extractor,
         location=LocationModule(extractor.location_channels, extractor.out_channels),
         fusion=ConcatPositionalFusion(extractor.out_channels),
-        classifier=_glorot_linear(extractor.out_channels, num_classes),
+        classifier=glorot_linear(extractor.out_channels, num_classes),
         num_patches=5,
         overlap=0.34375,
         base_resolution=77,
