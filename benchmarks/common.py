@@ -278,7 +278,7 @@ def fill_device_defaults(
 ) -> None:
     """Set each setting of ``args`` left unset (``None``) to its default for ``args.device``'s type.
 
-    The issue's sizes on CUDA, sizes that run in seconds elsewhere: a CPU cannot hold the issue's steps.
+    The full sizes on CUDA, sizes that run in seconds elsewhere: a CPU cannot hold the full-size steps.
     """
     defaults = cuda_defaults if torch.device(args.device).type == "cuda" else cpu_defaults
     for key, value in defaults.items():

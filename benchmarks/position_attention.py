@@ -3,7 +3,7 @@
 Two measurements, every mode of :class:`PositionAttention` in the same run, with naive / mode ratios of time and
 peak memory:
 
-1. ``pam_train``: forward + backward of ``PositionAttention(C)`` on ``(B, C, h, w)`` features; the issue's size
+1. ``pam_train``: forward + backward of ``PositionAttention(C)`` on ``(B, C, h, w)`` features; the full size
    is B = 8, C = 512, 96 × 96 (a 768 × 768 crop at output stride 8, N = 9,216);
 2. ``pam_full``: inference (forward, no autograd) on full-resolution Cityscapes, 1024 × 2048 at output stride 8 =
    128 × 256 features, B = 1 (N = 32,768: the naive N × N matrix alone is 4 GiB in fp32). A run out of memory
@@ -49,7 +49,7 @@ from lightning_modules.blocks.dual_attention import POSITION_MODES, PositionAtte
 
 BENCHMARKS = ("pam_train", "pam_full")
 
-# Settings left unset on the command line: the sizes on CUDA, sizes that run in seconds on a CPU.
+# Settings left unset on the command line: the full sizes on CUDA, sizes that run in seconds on a CPU.
 CUDA_DEFAULTS = dict(batch=8, feature_size=(96, 96), channels=512, full_size=(128, 256), repeats=10, warmup=3)
 CPU_DEFAULTS = dict(batch=2, feature_size=(16, 16), channels=64, full_size=(16, 32), repeats=2, warmup=1)
 

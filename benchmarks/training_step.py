@@ -77,7 +77,7 @@ PROFILE_VARIANT = "bf16+cl"
 # (4 of the 4.7 minutes a 2-core CPU run took with it), and `tf32`, a CUDA switch that changes nothing there.
 CPU_VARIANTS = tuple(name for name in DEFAULT_VARIANTS if "compile" not in name.split("+") and name != "tf32")
 
-# Settings left unset on the command line: the sizes on CUDA, sizes that run in seconds on a CPU.
+# Settings left unset on the command line: the full sizes on CUDA, sizes that run in seconds on a CPU.
 CUDA_DEFAULTS = dict(
     backbone="resnet101", crop=768, batch=8, repeats=10, warmup=3, peak_size=8192, variants=list(DEFAULT_VARIANTS)
 )
