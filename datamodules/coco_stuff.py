@@ -224,8 +224,9 @@ class CocoStuff10kDataModule(SegmentationDataModule):
     default_crop_size = 512
     default_splits = ("train", "test", "test")
     how_to_prepare = (
-        "Download cocostuff-10k-v1.1.zip (github.com/nightrome/cocostuff10k) and unpack it, giving images/, "
-        "annotations/ and imageLists/."
+        "`python -m experiments data download coco_stuff_10k` makes it under the data root. By hand: download "
+        "cocostuff-10k-v1.1.zip (github.com/nightrome/cocostuff10k) and unpack it, giving images/, annotations/ "
+        "and imageLists/."
     )
 
     def list_samples(self, split: str) -> list[Sample]:

@@ -148,7 +148,7 @@ SMALL_BOX_MARGIN = 2.0
 DECODE_RATIOS = (8, 4, 2)
 HOW_TO_PREPARE = (
     "Download fMoW-rgb (https://github.com/fMoW/dataset) and unpack train/, val/, test/, test_gt/ and "
-    "test_gt_mapping.json into one folder."
+    "test_gt_mapping.json into one folder (`python -m experiments data download fmow` says how)."
 )
 
 

@@ -1,4 +1,5 @@
-"""PASCAL Context (Mottaghi et al. 2014): 4,998 train / 5,105 val images of VOC 2010.
+"""PASCAL Context (Mottaghi et al. 2014): images of VOC 2010, 4,996 train / 5,104 val as ``trainval_merged.json``
+splits them (the original release and the papers: 4,998 / 5,105; :mod:`datamodules.store.pascal_context`).
 
 Layout (mmsegmentation's, made from ``trainval_merged.json`` with the Detail API by its
 ``tools/dataset_converters/pascal_context.py``)::
@@ -98,9 +99,10 @@ class PascalContextDataModule(SegmentationDataModule):
     default_crop_size = 480
     default_splits = ("train", "val", "val")
     how_to_prepare = (
-        "Unpack VOCtrainval_03-May-2010.tar (giving VOCdevkit/VOC2010), then convert trainval_merged.json with "
-        "mmsegmentation's tools/dataset_converters/pascal_context.py (Detail API), which writes "
-        "SegmentationClassContext/ and ImageSets/SegmentationContext/{train,val}.txt."
+        "`python -m experiments data download pascal_context` makes it under the data root. By hand: unpack "
+        "VOCtrainval_03-May-2010.tar (giving VOCdevkit/VOC2010), put trainval_merged.json in VOCdevkit/VOC2010 and "
+        "run `python -m experiments data prepare pascal_context`, which writes SegmentationClassContext/ and "
+        "ImageSets/SegmentationContext/{train,val}.txt."
     )
 
     def list_samples(self, split: str) -> list[Sample]:

@@ -115,7 +115,8 @@ class VOCAugDataModule(SegmentationDataModule):
     default_crop_size = 480
     default_splits = (TRAIN_AUG, "val", "val")
     how_to_prepare = (
-        "Unpack VOCtrainval_11-May-2012.tar (giving VOCdevkit/VOC2012) and SBD's benchmark.tgz (giving "
+        "`python -m experiments data download voc` makes it under the data root. By hand: unpack "
+        "VOCtrainval_11-May-2012.tar (giving VOCdevkit/VOC2012) and SBD's benchmark.tgz (giving "
         "benchmark_RELEASE/dataset) into the same folder."
     )
 

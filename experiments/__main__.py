@@ -1,4 +1,4 @@
-"""Command line: ``python -m experiments list | run NAME | table NAME | eval --ckpt PATH``."""
+"""Command line: ``python -m experiments list | run NAME | table NAME | eval --ckpt PATH | submit | data ...``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 # Only the choices at import: `--help` answers without loading torch; each command imports what it runs.
 from experiments.choices import COMBINES, PROFILES, WANDB_MODES
+from experiments.data_command import add_data_parser, add_data_root_option, apply_data_root, run_data_command
 from experiments.run_folder import RunFolderBusyError
 
 
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--variant", action="append", help="run only this variant (repeatable)")
     run.add_argument("--profile", default="small", choices=PROFILES, help="budget (default: small)")
     run.add_argument("--runs-dir", default="runs", help="results store (default: ./runs)")
+    add_data_root_option(run)
     run.add_argument("--seed", type=int, default=0, help="random seed of the run (default: 0; part of its run id)")
     run.add_argument("--devices", default="auto", type=_devices, help="devices per node (Lightning DDP when > 1)")
     run.add_argument("--num-nodes", type=int, default=1, help="nodes (SLURM: one task per device)")
@@ -80,7 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--ckpt", required=True, help="a checkpoint written by `run` (runs/.../checkpoints/last.ckpt)"
     )
     evaluate.add_argument("--data", help="dataset name (default: the run's own DataModule and its settings)")
-    evaluate.add_argument("--root", help="dataset folder (default: the run's recipe; needed with another --data)")
+    evaluate.add_argument(
+        "--root", help="dataset folder (default: the run's, or with another --data its folder under the data root)"
+    )
+    add_data_root_option(evaluate)
     evaluate.add_argument("--split", default="test", choices=("val", "test"), help="split to score (default: test)")
     evaluate.add_argument("--multi-scale", action="store_true", help="scales 0.5..1.75")
     evaluate.add_argument("--flip", action="store_true", help="average with the horizontally flipped image")
@@ -110,8 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--ckpt", required=True, help="a checkpoint of a Cityscapes run (runs/.../checkpoints/*.ckpt)")
     submit.add_argument("--out", required=True, help="folder of the PNGs (an interrupted submission resumes)")
     submit.add_argument("--root", help="the Cityscapes folder (default: the run's)")
+    add_data_root_option(submit)
     submit.add_argument("--split", default="test", choices=("val", "test"), help="split to predict (default: test)")
     submit.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    add_data_parser(commands)
     return parser
 
 
@@ -205,6 +212,7 @@ def table(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    apply_data_root(args)
     from experiments.tracking import quiet_lightning
 
     quiet_lightning()
@@ -234,6 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 announce=lambda line: print(line, flush=True),
             )
             print(format_evaluation(record))
+        elif args.command == "data":
+            return run_data_command(args)
         elif args.command == "submit":
             from experiments.submission import write_submission
 
@@ -244,9 +254,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except RuntimeError as err:
         # Imported here, where the command has imported torch already: `--help` stays fast.
+        from datamodules.store.fetch import DownloadError
+        from datamodules.store.install import DatasetError
         from lightning_modules.pretrained_weights import PretrainedWeightsError
 
-        if not isinstance(err, PretrainedWeightsError):
+        if not isinstance(err, (PretrainedWeightsError, DatasetError, DownloadError)):
             raise
         print(f"error: {err}", file=sys.stderr)
         return 2

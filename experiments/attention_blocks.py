@@ -40,7 +40,6 @@ Where the papers and the official code disagree (the reason some numbers below d
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 import lightning as L
@@ -49,12 +48,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from datamodules.base import default_num_workers
 from datamodules.imagenet import ImageNetDataModule
+from datamodules.store.install import dataset_folder
 from datamodules.synthetic_classification import SyntheticClassificationDataModule
 from experiments.base import Experiment, PaperNumber, Variant, register
 from lightning_modules.classification import ClassificationModule, scaled_lr
 from lightning_modules.classification_models import create_attention_resnet
-
-IMAGENET_ROOT = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet")
 
 _OPTIMISATION = dict(
     base_lr=0.1,
@@ -98,7 +96,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "paper": dict(
         _OPTIMISATION,
         data="imagenet",
-        root=IMAGENET_ROOT,
+        root=None,
         image_size=224,
         resize_size=256,
         batch_size=256,
@@ -209,7 +207,7 @@ class AttentionResNetExperiment(Experiment):
         num_workers = default_num_workers() if recipe["num_workers"] is None else recipe["num_workers"]
         if recipe["data"] == "imagenet":
             return ImageNetDataModule(
-                recipe["root"],
+                dataset_folder("imagenet", recipe["root"]),
                 batch_size=recipe["batch_size"],
                 num_workers=num_workers,
                 crop_size=recipe["image_size"],

@@ -272,7 +272,10 @@ RECIPE_VALUES: dict[str, Accepts] = {
         "None (the CPUs available, at most 8) or an integer >= 0, like 4",
     ),
     "backbone": Accepts(_optional(lambda value: isinstance(value, str)), "a timm model name like 'resnet50' or None"),
-    "root": Accepts(_optional(lambda value: isinstance(value, str)), "a dataset folder like '../shared/data/camvid'"),
+    "root": Accepts(
+        _optional(lambda value: isinstance(value, str)),
+        "a dataset folder like '/data/camvid' (default: the dataset's folder under the data root)",
+    ),
     "coco_checkpoint": Accepts(_optional(lambda value: isinstance(value, str)), "None or a checkpoint file's path"),
     "ms_scales": Accepts(
         _sequence_of(_positive_number), "a tuple of positive scales, any length, like (0.5, 1.0, 1.5)"

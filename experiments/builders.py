@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -13,14 +12,12 @@ from datamodules.camvid import CamVidDataModule
 from datamodules.cityscapes import CityscapesDataModule
 from datamodules.coco_stuff import CocoStuff10kDataModule
 from datamodules.pascal_context import PascalContext59DataModule, PascalContext60DataModule
+from datamodules.store.install import dataset_folder
 from datamodules.synthetic import SyntheticSegmentationDataModule
 from datamodules.voc import VOCAugDataModule
 from experiments.base import Experiment, did_you_mean, trains_on_cuda
 from lightning_modules.fcn import FCN
 from lightning_modules.segmentation import SegmentationModule
-
-DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
-CAMVID_ROOT = str(DATA_ROOT / "camvid")
 
 # The speed switches of every segmentation recipe, each a ``--set`` away from off (README, "GPU performance";
 # benchmarks/training_step.py measures them): ``precision="auto"`` is bf16-mixed on a CUDA GPU with bf16 and
@@ -72,7 +69,7 @@ def datamodule_class(name: str) -> type[L.LightningDataModule]:
 CAMVID_SMALL: dict[str, Any] = dict(
     RUNTIME,
     data="camvid",
-    root=CAMVID_ROOT,
+    root=None,
     backbone="tf_efficientnet_lite0",
     pretrained="pypi",
     output_stride=8,
@@ -93,14 +90,16 @@ CAMVID_SMALL: dict[str, Any] = dict(
 def segmentation_datamodule(recipe: Mapping[str, Any]) -> L.LightningDataModule:
     """The recipe's data: ``synthetic`` (smoke), ``camvid`` (small) or a paper benchmark of :data:`DATAMODULES`.
 
-    A ``scale_range`` key, when present, sets the random training scale (× base size).
+    The dataset folder is the recipe's ``root`` when set, else the dataset's folder under the data root
+    (:func:`~datamodules.store.install.dataset_folder`, which raises DatasetNotFoundError naming the root and the
+    ``data download`` command). A ``scale_range`` key, when present, sets the random training scale (× base size).
     """
     if recipe["data"] == "synthetic":
         return synthetic_datamodule(recipe)
     crop = recipe["crop_size"]
     extra = {"scale_range": tuple(recipe["scale_range"])} if "scale_range" in recipe else {}
     return datamodule_class(recipe["data"])(
-        recipe["root"],
+        dataset_folder(recipe["data"], recipe["root"]),
         # A recipe read back from JSON (a checkpoint) holds lists where it had tuples.
         crop_size=tuple(crop) if isinstance(crop, list) else crop,
         base_size=recipe["base_size"],

@@ -24,7 +24,8 @@ A row's params: ``depth`` (50 / 101), ``head`` (``"fcn"``, ``"pam"``, ``"cam"`` 
 Profiles: ``smoke`` (synthetic scenes, ``test_resnet``, seconds; every experiment); ``small`` for
 ``danet.ablation`` only (real CamVid and the ImageNet EfficientNet-Lite0 of
 ``experiments.builders.CAMVID_SMALL``, the same recipe, learning rate included, for the four heads so that they
-are comparable); ``paper`` (the recipes below; the datasets are expected under ``../shared/data/<name>``). A
+are comparable); ``paper`` (the recipes below; each dataset in its folder under the data root,
+``datamodules.store``). A
 row names the paper's ResNet; the ``backbone`` recipe key, when not ``None`` (smoke, small), replaces it, so in
 ``small`` the -R50 and -R101 rows train the same network: pass ``--variant FCN-R50 --variant PAM-R50
 --variant CAM-R50 --variant DANet-R50`` to train each network once.
@@ -93,7 +94,6 @@ import lightning as L
 from experiments.base import PaperNumber, Variant, register
 from experiments.builders import (
     CAMVID_SMALL,
-    DATA_ROOT,
     RUNTIME,
     SEGMENTATION_SMOKE,
     SegmentationExperiment,
@@ -150,7 +150,7 @@ _PAPER: dict[str, Any] = dict(
 CITYSCAPES_PAPER: dict[str, Any] = dict(
     _PAPER,
     data="cityscapes",
-    root=str(DATA_ROOT / "cityscapes"),
+    root=None,
     base_size=1024,
     crop_size=768,
     batch_size=8,
@@ -178,11 +178,11 @@ _OTHER_PAPER: dict[str, Any] = dict(
     ms_window=480,
     ms_stride=320,
 )
-CONTEXT_PAPER = dict(_OTHER_PAPER, data="pascal_context_60", root=str(DATA_ROOT / "pascal_context"))
+CONTEXT_PAPER = dict(_OTHER_PAPER, data="pascal_context_60", root=None)
 COCO_STUFF_PAPER = dict(
     _OTHER_PAPER,
     data="coco_stuff_10k",
-    root=str(DATA_ROOT / "coco_stuff_10k"),
+    root=None,
     crop_size=512,
     max_epochs=180,
     eval_window=512,
@@ -190,7 +190,7 @@ COCO_STUFF_PAPER = dict(
     ms_window=512,
     ms_stride=341,
 )
-VOC_PAPER = dict(_OTHER_PAPER, data="voc", root=str(DATA_ROOT / "voc"))
+VOC_PAPER = dict(_OTHER_PAPER, data="voc", root=None)
 
 
 def backbone_name(depth: int, recipe: Mapping[str, Any]) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from datamodules.store.install import dataset_folder
 from experiments.base import check_recipe_value, get_experiment
 from experiments.builders import datamodule_class
 from experiments.results import describe_protocol, percent, write_json_atomic
@@ -82,18 +83,16 @@ def eval_recipe(recipe: Mapping[str, Any], overrides: Mapping[str, Any] | None =
 def other_datamodule(data: str, root: str | None, recipe: Mapping[str, Any]) -> L.LightningDataModule:
     """The DataModule of dataset ``data`` (a ``--data`` name) in ``root``, with the run's DataModule settings.
 
-    Without ``root``, the run's own folder, which holds ``data`` only if the run trained on it.
+    Without ``root``: the run's own folder when it trained on ``data``, else ``data``'s folder under the data root
+    (:func:`~datamodules.store.install.dataset_folder`).
     """
-    if root is None:
-        if data != recipe.get("data"):
-            own = f"its root {recipe['root']} holds {recipe.get('data')}" if recipe.get("root") else "no root"
-            raise ValueError(f"--data {data} needs --root: the run did not train on {data} ({own}).")
-        root = recipe["root"]
+    if root is None and data == recipe.get("data"):
+        root = recipe.get("root")
     kwargs = {key: recipe[key] for key in EVAL_DATA_KEYS if key in recipe}
     if isinstance(kwargs.get("crop_size"), list):
         # A recipe read back from a checkpoint holds lists where it had tuples.
         kwargs["crop_size"] = tuple(kwargs["crop_size"])
-    return datamodule_class(data)(root, **kwargs)
+    return datamodule_class(data)(dataset_folder(data, root), **kwargs)
 
 
 def load_trained(

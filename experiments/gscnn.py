@@ -26,9 +26,9 @@ drops the dual-task loss (which would explain their different 5 px F, 72.2 and 7
 Profiles: ``smoke`` (synthetic scenes, ``test_resnet``, seconds; every experiment); ``small`` for
 ``gscnn.cityscapes`` only (real CamVid and the ImageNet EfficientNet-Lite0 of
 ``experiments.builders.CAMVID_SMALL``, the same recipe for both rows; crop factors scaled from 1024 rows to
-CamVid's); ``paper`` (the released code's Cityscapes recipe; the data is expected under
-``../shared/data/cityscapes``). A row names the paper's backbone; the ``backbone`` recipe key, when not ``None``
-(smoke, small), replaces it.
+CamVid's); ``paper`` (the released code's Cityscapes recipe; the data is read from ``cityscapes``
+under the data root, ``datamodules.store``). A row names the paper's backbone; the ``backbone`` recipe key, when
+not ``None`` (smoke, small), replaces it.
 
 The ``paper`` recipe trains as the released code does (official ``train.py``, ``optimizer.py`` and ``datasets/``):
 crop 720, batch 8, 175 epochs, SGD lr 0.01, momentum 0.9, weight decay 1e-4, one learning rate for the whole network
@@ -71,7 +71,6 @@ from datamodules.cityscapes import CityscapesDataModule
 from experiments.base import PaperNumber, Variant, register
 from experiments.builders import (
     CAMVID_SMALL,
-    DATA_ROOT,
     RUNTIME,
     SEGMENTATION_SMOKE,
     SegmentationExperiment,
@@ -116,7 +115,7 @@ CITYSCAPES_PAPER: dict[str, Any] = dict(
     RUNTIME,
     **_GSCNN_KEYS,
     data="cityscapes",
-    root=str(DATA_ROOT / "cityscapes"),
+    root=None,
     backbone=None,  # each row's own
     pretrained=True,
     output_stride=8,

@@ -328,6 +328,12 @@ def _logging(
     return [csv, wandb_logger], wandb_callbacks(datamodule)
 
 
+def data_folder(datamodule: L.LightningDataModule) -> str | None:
+    """The dataset folder a run read (resolved: the data root or ``--set root=``), None for generated data."""
+    root = getattr(datamodule, "root", None)
+    return None if root is None else str(Path(root).resolve())
+
+
 def _record(
     experiment: Experiment,
     variant: Variant,
@@ -500,6 +506,7 @@ def _train(
             "score": float(best.best_model_score),
             "checkpoint": str(best.best_model_path),
         }
+    fields["data_folder"] = data_folder(datamodule)
     record = _record(experiment, variant, recipe, seed, run_dir, trainer, module, code, fields)
     if trainer.is_global_zero:
         write_json_atomic(results, record)
@@ -602,6 +609,7 @@ def _rescore(
         "timings": {"validate_seconds": seconds},
     }
     fields.update(experiment.after_evaluation(trainer, module, datamodule, recipe))
+    fields["data_folder"] = data_folder(datamodule)
     record = _record(experiment, variant, recipe, seed, run_dir, trainer, module, code, fields)
     if trainer.is_global_zero:
         write_json_atomic(results, record)

@@ -58,7 +58,6 @@ import torch
 from experiments.base import PaperNumber, Variant, register
 from experiments.builders import (
     CAMVID_SMALL,
-    DATA_ROOT,
     RUNTIME,
     SEGMENTATION_SMOKE,
     SegmentationExperiment,
@@ -89,9 +88,9 @@ _PAPER: dict[str, Any] = dict(
     alpha=0.2,
     beta=0.8,
 )
-CONTEXT59_PAPER = dict(_PAPER, data="pascal_context_59", root=str(DATA_ROOT / "pascal_context"), max_epochs=80, lr=1e-3)
+CONTEXT59_PAPER = dict(_PAPER, data="pascal_context_59", root=None, max_epochs=80, lr=1e-3)
 CONTEXT_ABLATION = {**CONTEXT59_PAPER, "max_epochs": 20}
-VOC_PAPER = dict(_PAPER, data="voc", root=str(DATA_ROOT / "voc"), max_epochs=80, lr=1e-4, coco_checkpoint=None)
+VOC_PAPER = dict(_PAPER, data="voc", root=None, max_epochs=80, lr=1e-4, coco_checkpoint=None)
 
 _SEED = "[seed:000]"
 _IMAGES = "awesome-davian/awesome-reviews-kaist .gitbook/assets/3"

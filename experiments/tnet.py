@@ -44,6 +44,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from datamodules.base import default_num_workers
 from datamodules.imagenet import ImageNetDataModule
 from datamodules.megapixel_digits import MegapixelDigitsDataModule
+from datamodules.store.install import dataset_folder
 from datamodules.synthetic_classification import SyntheticClassificationDataModule
 from experiments.base import Experiment, PaperNumber, Variant, register
 from experiments.results import percent
@@ -57,10 +58,6 @@ from lightning_modules.tnet import (
     tnet_timm,
 )
 from lightning_modules.tnet.module import BaselineModule
-
-_SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-IMAGENET_ROOT = str(_SHARED_DATA / "imagenet")
-FMOW_ROOT = str(_SHARED_DATA / "fmow-rgb")
 
 _S = "[S] third-party survey citing TNet's Table 1"
 _C = "[C] spec: TF profiler on the official model"
@@ -436,7 +433,7 @@ def plot_locations(records: Sequence[Mapping[str, Any]], path: str | Path) -> Pa
 _IMAGENET: dict[str, Any] = dict(
     _LOSS,
     data="imagenet",
-    root=IMAGENET_ROOT,
+    root=None,
     image_size=224,
     batch_size=64,
     num_workers=None,
@@ -488,7 +485,7 @@ class ImageNetTNet(TNetExperiment):
 
             size = recipe["image_size"]
             return ImageNetDataModule(
-                recipe["root"],
+                dataset_folder("imagenet", recipe["root"]),
                 batch_size=recipe["batch_size"],
                 num_workers=_data_workers(recipe),
                 crop_size=size,
@@ -521,7 +518,7 @@ def _fmow_recipe(**overrides: Any) -> dict[str, Any]:
     recipe = dict(
         _LOSS,
         data="fmow",
-        root=FMOW_ROOT,
+        root=None,
         crop="full",
         max_short_side=None,
         num_classes=4,
@@ -604,7 +601,7 @@ class FMoWTNet(TNetExperiment):
             from datamodules.fmow import FMoWDataModule
 
             return FMoWDataModule(
-                recipe["root"],
+                dataset_folder("fmow", recipe["root"]),
                 image_size=image_size(recipe),
                 variant=recipe["crop"],
                 max_short_side=recipe["max_short_side"],

@@ -43,7 +43,8 @@ def test_missing_converted_labels(context_tree):
     labels.rmdir()
     with pytest.raises(
         FileNotFoundError,
-        match=r"converted Context label folder not found at .*VOC2010/SegmentationClassContext.*Detail",
+        match=r"converted Context label folder not found at .*VOC2010/SegmentationClassContext.*data prepare "
+        r"pascal_context",
     ):
         PascalContext59DataModule(context_tree, num_workers=0).setup()
 

@@ -213,14 +213,17 @@ def test_eval_on_named_data_keeps_the_runs_evaluation_size_and_prints_the_protoc
     assert json.loads(result.read_text())["root"] == str(root)
 
 
-def test_eval_names_what_it_cannot_take(tmp_path, capsys):
+def test_eval_names_what_it_cannot_take(tmp_path, capsys, monkeypatch):
     argv = ["run", "quickstart", "--profile", "smoke", "--runs-dir", str(tmp_path), "--wandb", "disabled"]
     assert main(argv) == 0
     (ckpt,) = tmp_path.glob("quickstart/fcn/*/checkpoints/last.ckpt")
     capsys.readouterr()
-    assert main(["eval", "--ckpt", str(ckpt), "--data", "camvid"]) == 2
-    expected = "error: --data camvid needs --root: the run did not train on camvid (no root).\n"
-    assert capsys.readouterr().err == expected
+    empty = tmp_path / "data"
+    monkeypatch.setenv("ATTN_DATA_ROOT", "unset")  # restored after main sets it from --data-root
+    assert main(["eval", "--ckpt", str(ckpt), "--data", "camvid", "--data-root", str(empty)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: CamVid (SegNet's 11-class split, 360×480) not found: no folder {empty}/camvid ")
+    assert error.endswith(f"python -m experiments data download camvid --data-root {empty}\n")
     assert main(["eval", "--ckpt", str(ckpt), "--set", "backbone=resnet18"]) == 2
     expected = "error: --set backbone=...: eval changes only the data settings of the run's recipe (num_workers); "
     assert capsys.readouterr().err == expected + "the network is the run's.\n"
@@ -231,7 +234,7 @@ def test_eval_names_what_it_cannot_take(tmp_path, capsys):
     assert capsys.readouterr().err == expected
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["table"], ["eval"], ["list"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["table"], ["eval"], ["list"], ["data"], ["data", "download"]])
 def test_help_answers_without_importing_torch(command):
     import subprocess
     import sys
@@ -251,10 +254,12 @@ def test_help_answers_without_importing_torch(command):
 
 
 def test_cli_choices_are_the_ones_the_code_accepts():
+    from datamodules.store import root
     from experiments import choices
     from lightning_modules.inference import COMBINES
 
     assert choices.COMBINES == COMBINES
+    assert (choices.DATA_ROOT_ENV, choices.DOWNLOAD_DIR_ENV) == (root.DATA_ROOT_ENV, root.DOWNLOAD_DIR_ENV)
 
 
 def test_set_before_the_experiment_name_says_where_the_name_goes(capsys):

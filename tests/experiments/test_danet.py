@@ -108,7 +108,7 @@ def test_small_profile_is_the_camvid_recipe_with_one_learning_rate():
     assert small["dual_lr"] == small["lr"]
 
 
-def test_ablation_rows_build_their_heads_losses_and_learning_rates():
+def test_ablation_rows_build_their_heads_losses_and_learning_rates(empty_data_root):
     experiment = get_experiment("danet.ablation")
     recipe = experiment.recipe("smoke")
     datamodule = experiment.build_datamodule(recipe)
@@ -137,7 +137,7 @@ def test_paper_rows_use_the_row_resnet_with_torchvision_weights():
     assert backbone_name(101, {**recipe, "backbone": "test_resnet"}) == "test_resnet"
 
 
-def test_strategies_rows_change_augmentation_multi_grid_and_test_protocol():
+def test_strategies_rows_change_augmentation_multi_grid_and_test_protocol(empty_data_root):
     experiment = get_experiment("danet.strategies")
     modules = {}
     for variant in experiment.variants():
@@ -161,7 +161,7 @@ def test_strategies_rows_change_augmentation_multi_grid_and_test_protocol():
     assert (baseline.eval_mode, baseline.eval_kwargs) == ("multiscale", single)
     ms = modules["DANet-R101+DA+MG+MS"][0]
     assert ms.eval_kwargs == {**single, "scales": CITYSCAPES_MS_SCALES, "window": 1024}
-    with pytest.raises(FileNotFoundError, match="Cityscapes: the dataset folder not found"):
+    with pytest.raises(FileNotFoundError, match="Cityscapes: the image folder of split 'train' not found"):
         baseline_data.setup("fit")
 
 

@@ -154,7 +154,7 @@ def test_a_missing_dataset_is_reported_before_pretrained_weights_are_requested(t
     root = tmp_path / "cityscapes"
     overrides = {"root": str(root)}
     with pytest.raises(
-        FileNotFoundError, match=rf"^Cityscapes: the dataset folder not found at {re.escape(str(root))}\."
+        FileNotFoundError, match=rf"^--set root={re.escape(str(root))}: the cityscapes folder {re.escape(str(root))} "
     ):
         run_variant(experiment, experiment.variant("FCN-R50"), "paper", tmp_path / "runs", overrides, wandb="disabled")
     assert requested == []

@@ -130,7 +130,7 @@ def test_complexity_rows_add_up():
         ("sanet.pascal_voc", "VOCAugDataModule", 80, 1e-4),
     ],
 )
-def test_paper_recipes_build_the_published_training_setup(name, data_class, epochs, lr):
+def test_paper_recipes_build_the_published_training_setup(name, data_class, epochs, lr, empty_data_root):
     # Sec. 4.1 / 4.4: SGD (momentum 0.9, weight decay 1e-4), poly 0.9, batch 16, head at 10× the backbone's rate,
     # α = 0.2, β = 0.8; Context lr 1e-3 for 80 epochs (20 in the ablations), VOC lr 1e-4 for 80 epochs. EncNet's
     # base 520, crop 480 and scales 0.5-2.0 are the module's stated assumption.

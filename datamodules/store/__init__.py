@@ -1,0 +1,1 @@
+"""Datasets on disk: the data root, downloads, conversions and checks."""
