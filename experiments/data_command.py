@@ -15,8 +15,9 @@ def add_data_root_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-root",
         metavar="DIR",
-        help=f"the folder holding one folder per dataset (default: ${DATA_ROOT_ENV}, else ~/.cache/attention-papers/"
-        "data); `--set root=DIR` still names one dataset's folder",
+        help=f"the folder holding one folder per dataset (default: ${DATA_ROOT_ENV}, else data in the cache folder, "
+        "~/.cache/attention-papers/data or $ATTENTION_PAPERS_CACHE/data); `--set root=DIR` still names one "
+        "dataset's folder",
     )
 
 
@@ -96,7 +97,8 @@ def list_datasets() -> str:
 
 def run_data_command(args: argparse.Namespace) -> int:
     """Carry out ``data <action>``; returns the exit code (1: ``verify`` found problems)."""
-    from datamodules.store.install import download, get_spec, prepare, verify
+    from datamodules.store.install import command, download, get_spec, prepare, verify
+    from datamodules.store.root import data_root, download_dir
 
     if args.action == "list":
         print(list_datasets())
@@ -107,11 +109,13 @@ def run_data_command(args: argparse.Namespace) -> int:
         try:
             (download if args.action == "download" else prepare)(spec, progress=progress)
         except KeyboardInterrupt:
-            print(
-                f"\ninterrupted: the data root is as it was; a partial download is kept in the download folder and "
-                f"`python -m experiments data {args.action} {spec.name}` resumes it.",
-                flush=True,
+            again = command(args.action, spec, data_root(), download_dir())
+            kept = (
+                "no dataset folder was installed; a partial download is kept in the download folder"
+                if args.action == "download"
+                else "conversions done so far are kept"
             )
+            print(f"\ninterrupted: {kept}. This continues:\n  {again}", flush=True)
             return 130
     else:
         problems = verify(spec, progress=progress)

@@ -42,6 +42,8 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from lightning.pytorch.loggers import Logger
 from timm.layers import convert_sync_batchnorm
 
+from datamodules.store.catalog import spec_for_data
+from datamodules.store.install import dataset_folder
 from experiments.base import Experiment, Variant
 from experiments.evaluate import load_checkpoint
 from experiments.progress import cpu_run_callbacks
@@ -328,6 +330,14 @@ def _logging(
     return [csv, wandb_logger], wandb_callbacks(datamodule)
 
 
+def check_dataset_folder(recipe: Mapping[str, Any]) -> None:
+    """Raise DatasetNotFoundError (naming the data root and the ``data download`` command) when the recipe reads a
+    dataset from disk whose folder does not exist: before a run folder is made for a run that cannot start."""
+    data = recipe.get("data")
+    if isinstance(data, str) and (recipe.get("root") is not None or spec_for_data(data) is not None):
+        dataset_folder(data, recipe.get("root"))
+
+
 def data_folder(datamodule: L.LightningDataModule) -> str | None:
     """The dataset folder a run read (resolved: the data root or ``--set root=``), None for generated data."""
     root = getattr(datamodule, "root", None)
@@ -425,6 +435,8 @@ def run_variant(
         start = Path(runs_dir) / experiment.name / source.name / trained["run_id"] / "checkpoints" / "last.ckpt"
     recipe = experiment.recipe(profile, overrides, variant)
     run_dir = Path(runs_dir) / experiment.name / variant.name / run_id(profile, recipe, seed)
+    if not (run_dir / RESULTS_FILE).is_file():
+        check_dataset_folder(recipe)
     with _holding(run_dir, wait), finishing_wandb():
         return _train(experiment, variant, recipe, seed, run_dir, wandb, devices, num_nodes, callbacks, restart, start)
 

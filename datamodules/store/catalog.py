@@ -227,7 +227,7 @@ CITYSCAPES = DatasetSpec(
     licence="Cityscapes terms: non-commercial research, no redistribution (www.cityscapes-dataset.com/license)",
     sources=(
         Source(
-            url="https://www.cityscapes-dataset.com/file-handling/?packageID=3",
+            url="https://www.cityscapes-dataset.com/downloads/",
             filename="leftImg8bit_trainvaltest.zip",
             checksum=None,
             checksum_source="none published; checked by the split counts and the image / label headers",
@@ -237,7 +237,7 @@ CITYSCAPES = DatasetSpec(
             subfolder="leftImg8bit",
         ),
         Source(
-            url="https://www.cityscapes-dataset.com/file-handling/?packageID=1",
+            url="https://www.cityscapes-dataset.com/downloads/",
             filename="gtFine_trainvaltest.zip",
             checksum=None,
             checksum_source="none published; checked by the split counts and the image / label headers",

@@ -105,9 +105,16 @@ def fetch(url: str, target: Path, progress: bool = True, timeout: float = 60.0) 
         raise DownloadError(f"{url}: the server answered {err.response.status_code} {err.response.reason}.") from err
     except requests.RequestException as err:
         kept = part.stat().st_size if part.is_file() else 0
+        where = (
+            f"{kept:,} bytes are kept in {part}; run the same command again to resume"
+            if kept
+            else "run the same command again"
+        )
+        raise DownloadError(f"{url}: the download stopped ({type(err).__name__}: {err}); {where}.") from err
+    except OSError as err:
         raise DownloadError(
-            f"{url}: the download stopped ({type(err).__name__}: {err}). {kept:,} bytes are kept in {part}; run the "
-            "same command again to resume."
+            f"cannot write {part} ({err}); what was written is kept there. Free some space (or set another download "
+            "folder with --download-dir) and run the command again to resume."
         ) from err
     received = part.stat().st_size
     if total is not None and received != total:

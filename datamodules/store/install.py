@@ -9,24 +9,28 @@ the download folder (:func:`~datamodules.store.root.download_dir`), where a part
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import lzma
 import os
 import shutil
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from torchvision.datasets.utils import extract_archive
 
-from datamodules.base import image_header_size
+from datamodules.base import cache_dir, image_header_size
 from datamodules.imagenet import ImageNetDataModule
 from datamodules.store.catalog import DATASETS, DatasetSpec, Source, spec_for_data
 from datamodules.store.fetch import DownloadError, check_checksum, fetch
 from datamodules.store.manifest import MANIFEST, compare, read_manifest, size_on_disk, write_manifest
-from datamodules.store.root import data_root, data_root_origin, download_dir
+from datamodules.store.root import data_root, data_root_origin, default_download_dir, download_dir
 
 Say = Callable[[str], None]
 
@@ -46,8 +50,12 @@ def get_spec(name: str) -> DatasetSpec:
     return DATASETS[name]
 
 
-def download_command(spec: DatasetSpec, root: Path) -> str:
-    return f"python -m experiments data download {spec.name} --data-root {root}"
+def command(action: str, spec: DatasetSpec, root: Path, downloads: Path | None = None) -> str:
+    """The ``python -m experiments data`` command line of ``action`` on ``spec`` with these folders."""
+    line = f"python -m experiments data {action} {spec.name} --data-root {root}"
+    if downloads is not None and downloads != default_download_dir():
+        line += f" --download-dir {downloads}"
+    return line
 
 
 def dataset_folder(data: str, root: str | os.PathLike | None = None) -> Path:
@@ -63,8 +71,15 @@ def dataset_folder(data: str, root: str | os.PathLike | None = None) -> Path:
     if root is not None:
         folder = Path(root).expanduser()
         if not folder.is_dir():
-            hint = f" `{download_command(spec, folder.parent)}` fetches it there." if spec is not None else ""
-            raise DatasetNotFoundError(f"--set root={root}: the {data} folder {folder} does not exist.{hint}")
+            hint = (
+                f" Without a root the run reads {data_root() / spec.folder} ({command('download', spec, data_root())} "
+                "gets it there)."
+                if spec is not None
+                else ""
+            )
+            raise DatasetNotFoundError(
+                f"the {data} folder {folder} (the recipe's root, --set root=... or --root) does not exist.{hint}"
+            )
         return folder
     if spec is None:
         raise ValueError(f"dataset {data!r} has no folder under the data root: give its folder with --set root=DIR.")
@@ -72,9 +87,9 @@ def dataset_folder(data: str, root: str | os.PathLike | None = None) -> Path:
     folder = top / spec.folder
     if not folder.is_dir():
         get = (
-            f"Get it with:\n  {download_command(spec, top)}"
+            f"Get it with:\n  {command('download', spec, top)}"
             if spec.manual is None
-            else f"It is downloaded by hand; this says what to fetch and where:\n  {download_command(spec, top)}"
+            else f"It is downloaded by hand; this says what to fetch and where:\n  {command('download', spec, top)}"
         )
         raise DatasetNotFoundError(
             f"{spec.title} not found: no folder {folder} under the data root {top} ({data_root_origin()}). {get}"
@@ -173,7 +188,7 @@ def verify(spec: DatasetSpec, root: Path | None = None, progress: bool = True, s
     ``MANIFEST.tsv`` and the dataset's reference checksums; returns every problem found (empty: verified)."""
     folder = (root or data_root()) / spec.folder
     if not folder.is_dir():
-        return [f"{folder} does not exist; {download_command(spec, folder.parent)}"]
+        return [f"{folder} does not exist; {command('download', spec, folder.parent)}"]
     try:
         counts = split_counts(spec, folder)
     except (FileNotFoundError, ValueError) as err:
@@ -196,6 +211,18 @@ def verify(spec: DatasetSpec, root: Path | None = None, progress: bool = True, s
 
 # --- download and prepare -------------------------------------------------------------------------------------------
 
+# What a damaged archive raises while it is unpacked (gzip's BadGzipFile is an OSError; other OSErrors, a full disk
+# say, are no fault of the archive).
+CORRUPT_ARCHIVE = (tarfile.TarError, zipfile.BadZipFile, gzip.BadGzipFile, lzma.LZMAError, zlib.error, EOFError)
+
+
+def _redo(spec: DatasetSpec, files: Mapping[str, Path]) -> str:
+    """What to do with downloaded ``files`` that do not make the dataset."""
+    named = ", ".join(str(path) for path in files.values())
+    if spec.manual is not None:
+        return f"Replace {named} with the published files ({spec.title}: `data download {spec.name}` says which)."
+    return f"Delete {named} and run the command again to download them again."
+
 
 def _extract(source: Source, archive: Path, stage: Path) -> None:
     """Unpack ``archive`` into ``stage / source.unpack`` (only ``source.subfolder`` of it, when set)."""
@@ -203,12 +230,14 @@ def _extract(source: Source, archive: Path, stage: Path) -> None:
     scratch = stage / f".unpack-{archive.name}"
     try:
         extract_archive(str(archive), str(scratch))
-    except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
+    except CORRUPT_ARCHIVE as err:
         archive.unlink(missing_ok=True)
         raise DatasetError(
             f"{archive} is not a complete archive ({type(err).__name__}: {err}); it was deleted, nothing was "
-            "installed. Run the command again to download it again."
+            "installed. Run the command again to download it again (a file downloaded by hand: put a good copy back)."
         ) from err
+    except OSError as err:
+        raise DatasetError(f"cannot unpack {archive} ({err}); the archive is kept, nothing was installed.") from err
     inner = scratch / source.subfolder if source.subfolder else scratch
     if not inner.is_dir():
         raise DatasetError(f"{archive} holds no folder {source.subfolder}; nothing was installed.")
@@ -223,7 +252,11 @@ def _extract(source: Source, archive: Path, stage: Path) -> None:
 
 def _unpack(spec: DatasetSpec, files: Mapping[str, Path], stage: Path, progress: bool) -> None:
     if spec.install is not None:
-        spec.install(stage, files, progress)
+        try:
+            spec.install(stage, files, progress)
+        except RuntimeError as err:
+            # torchvision's ImageNet parsers raise RuntimeError for an archive whose MD5 is not the published one.
+            raise DatasetError(f"{spec.name}: {err} Nothing was installed. {_redo(spec, files)}") from err
         return
     for source in spec.sources:
         if source.unpack is None:
@@ -235,40 +268,66 @@ def _unpack(spec: DatasetSpec, files: Mapping[str, Path], stage: Path, progress:
 
 
 def _convert_and_check(spec: DatasetSpec, folder: Path, progress: bool) -> list[str]:
-    """Run ``spec``'s conversion in ``folder`` (idempotent), then :func:`layout_problems`."""
+    """Run ``spec``'s conversion in ``folder`` (idempotent), then :func:`layout_problems`; a conversion that cannot
+    run is a problem too."""
     if spec.convert is not None:
-        spec.convert(folder, progress)
+        try:
+            spec.convert(folder, progress)
+        except (FileNotFoundError, ValueError) as err:
+            return [f"the conversion stopped: {err}"]
     return layout_problems(spec, folder)
 
 
+def content_problems(spec: DatasetSpec, folder: Path, progress: bool = True) -> list[str]:
+    """The image / label files that are unreadable or of mismatched sizes, and the files that differ from the
+    dataset's reference checksums."""
+    problems = file_problems(spec, folder)
+    if spec.reference_manifest is not None:
+        problems += compare(folder, read_manifest(spec.reference_manifest), progress, "reference checksums")
+    return problems
+
+
 def install(spec: DatasetSpec, files: Mapping[str, Path], root: Path, progress: bool = True, say: Say = print) -> Path:
-    """Unpack ``files`` (by file name) into ``root / spec.folder`` through a staging folder: convert, check, write
-    the manifest, then rename. Raises DatasetError, with the data root left as it was, when a check fails."""
+    """Unpack ``files`` (by file name) into ``root / spec.folder`` through a staging folder: convert, check the
+    layout, the counts, every file and the reference checksums, write the manifest, then rename. Raises DatasetError,
+    with the data root left as it was (a data root this call created is removed again), when a check fails.
+    Call it holding :func:`working_on`."""
     folder = root / spec.folder
     stage = root / f".{spec.folder}.partial"
-    if stage.exists():
-        shutil.rmtree(stage)
-    stage.mkdir(parents=True)
+    created = [path for path in (root, *root.parents) if not path.exists()]
+    try:
+        if stage.exists():
+            shutil.rmtree(stage)  # a killed earlier attempt's: working_on keeps out a running one
+        stage.mkdir(parents=True)
+    except OSError as err:
+        raise DatasetError(f"cannot create {stage} in the data root {root}: {err}") from err
     try:
         say(f"unpacking into {stage}")
         _unpack(spec, files, stage, progress)
         missing = [path for path in spec.required if not (stage / path).exists()]
         if missing:
             raise DatasetError(
-                f"the downloaded files of {spec.name} lack {', '.join(missing)}: not the published release "
-                f"(files: {', '.join(str(path) for path in files.values())}). Nothing was installed; delete those "
-                "files and run the command again to download them again."
+                f"the downloaded files of {spec.name} lack {', '.join(missing)}: not the published release. Nothing "
+                f"was installed. {_redo(spec, files)}"
             )
-        problems = _convert_and_check(spec, stage, progress)
+        problems = _convert_and_check(spec, stage, progress) or content_problems(spec, stage, progress)
         if problems:
+            shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
             raise DatasetError(
-                f"{spec.name} is incomplete after unpacking: {'; '.join(problems)}. Nothing was installed; delete the "
-                f"downloaded files ({', '.join(str(path) for path in files.values())}) and run the command again."
+                f"{spec.name} is not the published release after unpacking: {shown}. Nothing was installed. "
+                f"{_redo(spec, files)}"
             )
         write_manifest(stage, progress)
+        if folder.exists():
+            raise DatasetError(f"{folder} appeared while {spec.name} was being installed; nothing was installed.")
         os.replace(stage, folder)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
+        for path in created:
+            try:
+                path.rmdir()
+            except OSError:
+                break
         raise
     return folder
 
@@ -279,11 +338,31 @@ def _checked(source: Source, path: Path, progress: bool) -> Path:
     return path
 
 
+@contextmanager
+def working_on(spec: DatasetSpec, root: Path, say: Say = print) -> Iterator[None]:
+    """Hold the lock of ``spec``'s folder under ``root`` (one ``download`` / ``prepare`` at a time per folder; the
+    lock file is in the user's cache folder, not in the data root). Says so when it waits for another command."""
+    digest = hashlib.sha256(str((root / spec.folder).absolute()).encode()).hexdigest()[:16]
+    path = cache_dir() / "locks" / f"{spec.name}-{digest}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        say(f"another command is downloading or preparing {spec.name} in {root}; waiting for it to end")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def download(
     spec: DatasetSpec, root: Path | None = None, downloads: Path | None = None, progress: bool = True, say: Say = print
 ) -> Path | None:
     """``data download``: fetch, check, install (see :func:`install`) and verify ``spec``; for a dataset behind a
-    login, say what to fetch and return None. A dataset already valid under the root is left alone.
+    login, say what to fetch and return None. A dataset already under the root goes to :func:`prepare` (which does
+    nothing to a valid one).
 
     Raises:
         DownloadError, ChecksumError: a file that could not be fetched or is not the published one.
@@ -294,13 +373,22 @@ def download(
     folder = root / spec.folder
     if spec.manual is not None:
         say(spec.manual.format(folder=folder))
-        then = f"python -m experiments data prepare {spec.name} --data-root {root}"
-        say(f"Put the files in {downloads} (or set ATTN_DOWNLOAD_DIR), then run: {then}" if spec.sources else then)
+        then = command("prepare", spec, root, downloads)
+        say(f"Put the files in {downloads}, then run:\n  {then}" if spec.sources else f"Then run:\n  {then}")
         return None
-    downloads.mkdir(parents=True, exist_ok=True)
-    with FileLock(downloads / f".{spec.name}.lock"):
+    with working_on(spec, root, say):
         if folder.is_dir():
-            return prepare(spec, root, downloads, progress, say)
+            if not all((folder / path).exists() for path in spec.required):
+                raise DatasetError(
+                    f"{folder} exists but is not {spec.title} (it lacks "
+                    f"{', '.join(path for path in spec.required if not (folder / path).exists())}). Move it aside "
+                    "and run the command again to download the published release."
+                )
+            return _prepare_existing(spec, folder, root, progress, say)
+        try:
+            downloads.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise DatasetError(f"cannot create the download folder {downloads}: {err}") from err
         files = {}
         for source in spec.sources:
             say(f"{source.filename} ({source.size}) from {source.url}")
@@ -325,13 +413,15 @@ def prepare(
     root = root or data_root()
     downloads = downloads or download_dir()
     folder = root / spec.folder
-    if not folder.is_dir():
+    with working_on(spec, root, say):
+        if folder.is_dir():
+            return _prepare_existing(spec, folder, root, progress, say)
         if not spec.sources:
             raise DatasetError(f"{folder} does not exist. {spec.manual.format(folder=folder)}")
         files = {source.filename: downloads / source.filename for source in spec.sources}
         missing = [name for name, path in files.items() if not path.is_file()]
         if missing:
-            how = spec.manual.format(folder=folder) if spec.manual else download_command(spec, root)
+            how = spec.manual.format(folder=folder) if spec.manual else f"Run: {command('download', spec, root)}"
             raise DatasetError(
                 f"{folder} does not exist and {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not in "
                 f"{downloads}. {how}"
@@ -343,13 +433,17 @@ def prepare(
             for source in spec.sources
         }
         folder = install(spec, checked, root, progress, say)
-        say(f"{spec.title}: installed in {folder}")
-        return folder
+    say(f"{spec.title}: installed in {folder}")
+    return folder
+
+
+def _prepare_existing(spec: DatasetSpec, folder: Path, root: Path, progress: bool, say: Say) -> Path:
+    """:func:`prepare` of a folder already under the root: convert in place, check, write the manifest if missing."""
     problems = _convert_and_check(spec, folder, progress)
     if problems:
         raise DatasetError(
             f"{folder} is not the complete {spec.title}: {'; '.join(problems)}. Complete it, or move it aside and run "
-            f"`{download_command(spec, root)}` to get the published release."
+            f"`{command('download', spec, root)}` to get the published release."
         )
     if (folder / MANIFEST).is_file():
         say(f"{spec.title}: {folder} is prepared and has its {MANIFEST}")

@@ -40,4 +40,9 @@ def download_dir() -> Path:
     """Where archives are downloaded (and partial downloads kept for resuming): ``$ATTN_DOWNLOAD_DIR``, else
     ``downloads`` in the cache folder. Outside the data root, so that a failed download leaves the root as it was."""
     configured = os.environ.get(DOWNLOAD_DIR_ENV)
-    return (Path(configured).expanduser() if configured else cache_dir() / "downloads").absolute()
+    return Path(configured).expanduser().absolute() if configured else default_download_dir()
+
+
+def default_download_dir() -> Path:
+    """``downloads`` in the cache folder: :func:`download_dir` without ``$ATTN_DOWNLOAD_DIR``."""
+    return (cache_dir() / "downloads").absolute()

@@ -154,10 +154,11 @@ def test_a_missing_dataset_is_reported_before_pretrained_weights_are_requested(t
     root = tmp_path / "cityscapes"
     overrides = {"root": str(root)}
     with pytest.raises(
-        FileNotFoundError, match=rf"^--set root={re.escape(str(root))}: the cityscapes folder {re.escape(str(root))} "
+        FileNotFoundError, match=rf"^the cityscapes folder {re.escape(str(root))} \(the recipe's root, --set root"
     ):
         run_variant(experiment, experiment.variant("FCN-R50"), "paper", tmp_path / "runs", overrides, wandb="disabled")
     assert requested == []
+    assert not (tmp_path / "runs").exists()  # no run folder for a run that cannot start
     assert experiment.recipe("paper", overrides, experiment.variant("FCN-R50"))["pretrained"] is True
 
 

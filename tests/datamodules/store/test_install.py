@@ -37,7 +37,10 @@ CAMVID_COUNTS = {"train": 3, "val": 2, "test": 2}
 CITYSCAPES_COUNTS = {"train": 2, "val": 1, "test": 1}
 CAMVID_ENTRIES = ["MANIFEST.tsv", "splits", "test", "test.txt", "testannot", "train", "train.txt", "trainannot"]
 CAMVID_ENTRIES += ["val", "val.txt", "valannot"]
-DELETED = "it was deleted, nothing was installed. Run the command again to download it again."
+DELETED = (
+    "it was deleted, nothing was installed. Run the command again to download it again (a file downloaded by hand: "
+    "put a good copy back)."
+)
 
 
 def with_source(spec, **changes):
@@ -122,7 +125,7 @@ def test_wrong_checksum(camvid, store, listing):
     actual = hashlib.sha256(camvid.archive).hexdigest()
     assert message.startswith(f"{camvid.filename}: sha256 {actual}, expected {'0' * 64}")
     assert "it was deleted. Run the command again to download it again" in message
-    assert list(listing(store.downloads)) == [f".{spec.name}.lock"]  # nor the file, nor a partial one
+    assert list(listing(store.downloads)) == []  # nor the file, nor a partial one
     assert listing(store.root) == before
 
 
@@ -166,8 +169,8 @@ def test_archive_without_a_split(segnet, server, store, listing):
         download(spec, store.root, store.downloads, progress=False, say=lambda _: None)
     archive = store.downloads / spec.sources[0].filename
     assert str(info.value) == (
-        f"the downloaded files of camvid lack test, testannot, test.txt: not the published release (files: "
-        f"{archive}). Nothing was installed; delete those files and run the command again to download them again."
+        f"the downloaded files of camvid lack test, testannot, test.txt: not the published release. Nothing was "
+        f"installed. Delete {archive} and run the command again to download them again."
     )
     assert archive.read_bytes() == segnet.no_test
     assert listing(store.root) == before
@@ -310,8 +313,8 @@ def test_manual_dataset(cityscapes_zips, server, store, listing):
     assert said[0].startswith("Cityscapes needs an account: register at https://www.cityscapes-dataset.com/register/")
     assert "leftImg8bit_trainvaltest.zip (11 GB) and gtFine_trainvaltest.zip (241 MB)" in said[0]
     assert said[1] == (
-        f"Put the files in {store.downloads} (or set ATTN_DOWNLOAD_DIR), then run: "
-        f"python -m experiments data prepare cityscapes --data-root {store.root}"
+        f"Put the files in {store.downloads}, then run:\n"
+        f"  python -m experiments data prepare cityscapes --data-root {store.root} --download-dir {store.downloads}"
     )
     assert listing(store.root) == before
 
@@ -378,8 +381,9 @@ def test_dataset_folder_given_with_set_root(store, tmp_path):
     with pytest.raises(DatasetNotFoundError) as info:
         dataset_folder("camvid", missing)
     assert str(info.value) == (
-        f"--set root={missing}: the camvid folder {missing} does not exist. `python -m experiments data download "
-        f"camvid --data-root {missing.parent}` fetches it there."
+        f"the camvid folder {missing} (the recipe's root, --set root=... or --root) does not exist. Without a root "
+        f"the run reads {store.root / 'camvid'} (python -m experiments data download camvid --data-root {store.root} "
+        "gets it there)."
     )
 
 
@@ -463,3 +467,105 @@ def test_cli_run_stops_on_a_missing_dataset_and_runs_after_its_download(cli, sto
         main(run)
     assert isinstance(built["datamodule"], CamVidDataModule)
     assert built["datamodule"].root == empty / "camvid"
+
+
+# --- what the first review found --------------------------------------------------------------------------------------
+
+
+def rezip(archive: bytes, change) -> bytes:
+    """``archive`` (a zip) with ``change(name, data) -> data`` applied to each member."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(archive)) as source, zipfile.ZipFile(out, "w") as target:
+        for info in source.infolist():
+            target.writestr(info, change(info.filename, source.read(info)))
+    return out.getvalue()
+
+
+def test_a_label_that_differs_from_the_reference_checksums_installs_nothing(segnet, server, store, listing):
+    def change(name, data):
+        if name.endswith("valannot/0001TP_val000.png"):
+            data = bytearray(data)
+            data[-20] ^= 0xFF
+        return bytes(data)
+
+    changed = rezip(segnet.full, change)
+    spec = replace(catalog.CAMVID, splits=CAMVID_COUNTS, reference_manifest=segnet.reference)
+    spec = with_source(spec, url=server.add("changed.zip", changed), checksum=None)
+    before = listing(store.root)
+    with pytest.raises(DatasetError) as info:
+        download(spec, store.root, store.downloads, progress=False, say=lambda _: None)
+    message = str(info.value)
+    assert message.startswith("camvid is not the published release after unpacking: corrupt: ")
+    assert "valannot/0001TP_val000.png has another SHA-256 than" in message
+    assert message.endswith(
+        "Nothing was installed. Delete "
+        + str(store.downloads / spec.sources[0].filename)
+        + (" and run the command again to download them again.")
+    )
+    assert listing(store.root) == before
+
+
+def test_a_disk_error_while_unpacking_keeps_the_archive(camvid, store, listing, monkeypatch):
+    from datamodules.store import install as install_module
+
+    def full_disk(source, target):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(install_module, "extract_archive", full_disk)
+    before = listing(store.root)
+    with pytest.raises(DatasetError, match=r"^cannot unpack .*No space left on device.*the archive is kept"):
+        download(camvid.spec, store.root, store.downloads, progress=False, say=lambda _: None)
+    assert (store.downloads / camvid.filename).read_bytes() == camvid.archive
+    assert listing(store.root) == before
+
+
+def test_a_data_root_made_by_a_failed_download_is_removed(segnet, server, store, tmp_path):
+    spec = replace(catalog.CAMVID, splits=CAMVID_COUNTS, reference_manifest=None)
+    spec = with_source(spec, url=server.add("no-test.zip", segnet.no_test), checksum=None)
+    root = tmp_path / "new" / "root"
+    with pytest.raises(DatasetError, match=r"lack test, testannot, test\.txt"):
+        download(spec, root, store.downloads, progress=False, say=lambda _: None)
+    assert not (tmp_path / "new").exists()
+
+
+def test_download_over_a_folder_that_is_not_the_dataset_says_to_move_it_aside(camvid, store, server):
+    (store.root / "camvid").mkdir()
+    with pytest.raises(DatasetError) as info:
+        download(camvid.spec, store.root, store.downloads, progress=False, say=lambda _: None)
+    assert str(info.value).startswith(f"{store.root / 'camvid'} exists but is not {camvid.spec.title} (it lacks train")
+    assert str(info.value).endswith("Move it aside and run the command again to download the published release.")
+    assert server.total_requests == 0
+
+
+def test_an_install_step_that_rejects_its_archives_is_a_dataset_error(store, listing):
+    def rejects(stage, files, progress):
+        raise RuntimeError("The archive ILSVRC2012_devkit_t12.tar.gz is not present or corrupted.")
+
+    spec = replace(catalog.IMAGENET, install=rejects)
+    store.downloads.mkdir()
+    for source in spec.sources:
+        (store.downloads / source.filename).write_bytes(b"not an archive")
+    before = listing(store.root)
+    with pytest.raises(DatasetError) as info:
+        prepare(spec, store.root, store.downloads, progress=False, say=lambda _: None)
+    message = str(info.value)
+    assert message.startswith("imagenet: The archive ILSVRC2012_devkit_t12.tar.gz is not present or corrupted.")
+    assert "Replace " in message and "with the published files" in message
+    assert listing(store.root) == before
+
+
+def test_a_second_command_on_the_same_dataset_waits_for_the_first(camvid, store, server):
+    import threading
+
+    from datamodules.store.install import working_on
+
+    said = []
+    with working_on(camvid.spec, store.root, say=said.append):
+        worker = threading.Thread(target=download, args=(camvid.spec, store.root, store.downloads, False, said.append))
+        worker.start()
+        worker.join(timeout=1.0)
+        assert worker.is_alive() and server.total_requests == 0  # waiting, fetching nothing
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert said[0] == f"another command is downloading or preparing camvid in {store.root}; waiting for it to end"
+    assert status(camvid.spec, store.root).state == "valid"
