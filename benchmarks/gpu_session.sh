@@ -14,6 +14,7 @@
 #   carry .whl:          bash benchmarks/gpu_session.sh data     # with /tmp/camvid (machine warm) also the real CamVid
 #   carry .whl .cv2:     bash benchmarks/gpu_session.sh gscnn    # Gated-SCNN step: device vs official CPU Canny, memory
 #   carry .whl:          bash benchmarks/gpu_session.sh tnet     # TNet-fMoW vs EfficientNet-B0 at 896 px, batch 64
+#   carry .whl:          bash benchmarks/gpu_session.sh blocks   # SE / ECA / CBAM cost on ResNet-50, MobileNetV2
 #
 # .cv2/ holds OpenCV (opencv-python-headless, 54 MB), which the official-style Canny row of gscnn_step.py needs.
 #
@@ -96,13 +97,17 @@ tnet() {
     log python3 benchmarks/tnet_throughput.py --dtype bf16 --json "$OUT/tnet_throughput_bf16.json"
 }
 
+blocks() {
+    log python3 benchmarks/attention_cost.py --json "$OUT/attention_cost.json"
+}
+
 data() {
     local camvid=()
     [[ -d $CAMVID/splits ]] && camvid=(--camvid-root "$CAMVID")
     log python3 benchmarks/data_pipeline.py "${camvid[@]}"
 }
 
-[[ $# -gt 0 ]] || { sed -n '2,23p' "$0"; exit 2; }
+[[ $# -gt 0 ]] || { sed -n '2,24p' "$0"; exit 2; }
 case $1 in
     prepare) prepare; exit ;;
     stage-camvid) rm -rf "$CAMVID" && cp -r .camvid "$CAMVID"; shift ;;
@@ -113,7 +118,7 @@ install_wheels
 STEP=$1
 shift
 case $STEP in
-    attention | camvid | data | gscnn | tnet) "$STEP" ;;
+    attention | blocks | camvid | data | gscnn | tnet) "$STEP" ;;
     steps) steps "$@" ;;
-    *) echo "unknown step $STEP: prepare, stage-camvid, attention, camvid, steps MODEL..., data, gscnn, tnet" >&2; exit 2 ;;
+    *) echo "unknown step $STEP: prepare, stage-camvid, attention, blocks, camvid, steps MODEL..., data, gscnn, tnet" >&2; exit 2 ;;
 esac

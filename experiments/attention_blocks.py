@@ -8,6 +8,8 @@
   (CBAM paper Table 1).
 - ``attention_blocks.cbam_spatial_kernel``: full CBAM with a 3×3, 5×5 or 7×7 spatial convolution
   (CBAM paper Table 2 compares 3 and 7).
+- ``attention_blocks.mobilenetv2``: MobileNetV2 without attention, with SE and with ECA in every inverted
+  residual block (ECA paper, MobileNetV2 rows; the official ``eca_mobilenetv2.py``), its own ``paper`` recipe.
 
 Profiles: ``smoke`` trains a tiny ResNet of the variant's block type (one block per stage, stage
 planes 8-64) on 32×32 synthetic images; ``small`` the full-depth network on 64×64 synthetic images with a
@@ -31,10 +33,16 @@ Where the papers and the official code disagree (the reason some numbers below d
   CBAM and ECA PyTorch code is the torchvision "v1.5" layout (stride in the 3×3), which costs 4.09 G.
   ECA's README GFLOPs come from thop (official ``paras_flops.py``, binary units) and were not reproduced.
 - **ECA kernel sizes.** The adaptive rule gives k = 5, 5, 5, 7 for ResNet-50's stage widths, but the
-  released ECA-ResNet-50 uses k = 3, 5, 5, 7 ("k3557", 80 parameters, as the paper states); the
-  official ``eca_resnet18`` ignores its k argument (k = 3 everywhere) while the README lists "k3577".
+  released ECA-ResNet-50 uses k = 3, 5, 5, 7 ("k3557", 80 parameters, as the paper states). The official
+  ``eca_resnet18`` passes its k per stage through (the README's "k3577"); an early commit of ``eca_resnet.py``
+  built it with k = 3 everywhere.
 - **CBAM.** The official spatial gate concatenates [max; mean] (the paper writes [avg; max]) and has
   a BatchNorm (weight initialised to 0) that the paper's Eq. 3 does not show.
+- **MobileNetV2.** The official ECA-MobileNetV2 puts ECA after the BatchNorm of the linear projection of each of the
+  17 inverted residual blocks, k = 1 for blocks of up to 96 channels and 3 above (25 parameters): 3,504,897
+  parameters, "3.34 M" in the README's 2^20 units. No official SE-MobileNetV2 exists; the SE row puts SE at the same
+  place with r = 16 (+30,013 parameters, 3,534,885 = 3.37 × 2^20); the ECA paper's SE-MobileNetV2 row (3.40 M [mem])
+  fits r = 8 (+58,620 → 3,563,492 = 3.40 × 2^20) better, which suggests its SE used r = 8 (not verifiable).
 """
 
 from __future__ import annotations
@@ -52,7 +60,7 @@ from datamodules.store.install import dataset_folder
 from datamodules.synthetic_classification import SyntheticClassificationDataModule
 from experiments.base import Experiment, PaperNumber, Variant, register
 from lightning_modules.classification import ClassificationModule, scaled_lr
-from lightning_modules.classification_models import create_attention_resnet
+from lightning_modules.classification_models import create_attention_mobilenetv2, create_attention_resnet
 
 _OPTIMISATION = dict(
     base_lr=0.1,
@@ -241,6 +249,13 @@ class AttentionResNetExperiment(Experiment):
             attention_kwargs=variant.params.get("attention_kwargs"),
             **timm_kwargs,
         )
+        return self.classification_module(network, recipe, num_classes)
+
+    @staticmethod
+    def classification_module(
+        network: torch.nn.Module, recipe: Mapping[str, Any], num_classes: int
+    ) -> ClassificationModule:
+        """SGD with the recipe's learning rate (scaled by batch size), momentum, weight decay and step schedule."""
         return ClassificationModule(
             network,
             num_classes,
@@ -316,6 +331,71 @@ class CBAMSpatialKernel(AttentionResNetExperiment):
             Variant(f"k={k}", {"depth": 50, "attention": "cbam", "attention_kwargs": {"spatial_kernel_size": k}})
             for k in (3, 5, 7)
         ]
+
+
+# The ECA paper's MobileNetV2 recipe (Sec. 4.1 [mem]: MobileNetV2's own): SGD, momentum 0.9, weight decay 4e-5,
+# batch 96, learning rate 0.045 multiplied by 0.98 after every epoch, 400 epochs; smoke / small as the ResNets'.
+def _without_resnet_keys(recipe: Mapping[str, Any], **changes: Any) -> dict[str, Any]:
+    """A ResNet recipe without its ``layers`` / ``planes`` keys, with ``changes``; dropout 0.25 as the official
+    ECA-MobileNetV2."""
+    kept = {key: value for key, value in recipe.items() if key not in ("layers", "planes")}
+    return {**kept, "drop_rate": 0.25, **changes}
+
+
+MOBILENETV2_RECIPES: dict[str, dict[str, Any]] = {
+    "smoke": _without_resnet_keys(RECIPES["smoke"]),
+    "small": _without_resnet_keys(RECIPES["small"]),
+    "paper": _without_resnet_keys(
+        RECIPES["paper"],
+        base_lr=0.045,
+        base_batch_size=96,
+        batch_size=96,
+        weight_decay=4e-5,
+        max_epochs=400,
+        lr_step_epochs=1,
+        lr_gamma=0.98,
+    ),
+}
+
+_ECA_MOBILENETV2 = "ECA README, released k13 weights"
+PAPER_MOBILENETV2: dict[str | None, tuple[PaperNumber, ...]] = {
+    None: (),
+    "se": (),
+    "eca": (
+        PaperNumber("top1", 72.56, _ECA_MOBILENETV2),
+        PaperNumber("top5", 90.81, _ECA_MOBILENETV2),
+        PaperNumber("params_M", 3.34, "ECA README (M = 2^20)"),
+        PaperNumber("GFLOPs", 0.3199, "ECA README (thop's count, not reproduced: 0.3008 G multiply-adds here)"),
+    ),
+}
+
+
+@register
+class AttentionMobileNetV2(AttentionResNetExperiment):
+    name = "attention_blocks.mobilenetv2"
+    paper = "ECA-Net (Wang et al., CVPR 2020)"
+    table = "ImageNet-1K val, MobileNetV2 ± SE / ECA (ECA paper, MobileNetV2 rows)"
+    description = (
+        "timm's mobilenetv2_100 (= torchvision's MobileNetV2) with the block after the projection BN of all 17 "
+        "inverted residual blocks (official eca_mobilenetv2.py; ECA k = 1 up to 96 channels, 3 above; SE r = 16). "
+        "Only the ECA row's numbers (README) were retrieved; the paper's MobileNetV2 and SE rows were not."
+    )
+    recipes: ClassVar[dict[str, dict[str, Any]]] = MOBILENETV2_RECIPES
+
+    def variants(self) -> list[Variant]:
+        names = {None: "MobileNetV2", "se": "SE-MobileNetV2", "eca": "ECA-MobileNetV2"}
+        return [Variant(names[key], {"attention": key}, PAPER_MOBILENETV2[key]) for key in names]
+
+    def build_module(
+        self, variant: Variant, recipe: Mapping[str, Any], datamodule: L.LightningDataModule
+    ) -> ClassificationModule:
+        network = create_attention_mobilenetv2(
+            variant.params["attention"],
+            num_classes=datamodule.num_classes,
+            attention_kwargs=variant.params.get("attention_kwargs"),
+            drop_rate=recipe["drop_rate"],
+        )
+        return self.classification_module(network, recipe, datamodule.num_classes)
 
 
 def count_macs(model: torch.nn.Module, input_size: int = 224) -> int:

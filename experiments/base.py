@@ -88,6 +88,10 @@ class Experiment(ABC):
     table: ClassVar[str]
     description: ClassVar[str] = ""
     recipes: ClassVar[Mapping[str, Mapping[str, Any]]]
+    # Keys every recipe of the experiment takes through ``--set`` without listing them, with their default. A recipe
+    # holds one only when it is set, so that adding such a key leaves the run ids (hashes of the recipe) of earlier
+    # runs unchanged.
+    optional_keys: ClassVar[Mapping[str, Any]] = {"deterministic": False}
     # Profiles sized for a CPU; a long run of any other on a CPU prints a note (experiments.progress).
     cpu_profiles: ClassVar[tuple[str, ...]] = ("smoke",)
 
@@ -157,12 +161,12 @@ class Experiment(ABC):
         if variant is not None:
             recipe = variant.configure(recipe)
         for key, value in (overrides or {}).items():
-            if key in OPTIONAL_KEYS and key not in recipe:
-                check_recipe_value(key, value, OPTIONAL_KEYS[key])
+            if key in self.optional_keys and key not in recipe:
+                check_recipe_value(key, value, self.optional_keys[key])
                 recipe[key] = value
                 continue
             if key not in recipe:
-                known = sorted({*recipe, *OPTIONAL_KEYS})
+                known = sorted({*recipe, *self.optional_keys})
                 raise ValueError(
                     f"--set {key}=...: the {profile!r} recipe of {self.name!r} has no key {key!r}"
                     f"{did_you_mean(key, known)}. Its keys: {', '.join(known)}."
@@ -259,6 +263,10 @@ RECIPE_VALUES: dict[str, Accepts] = {
         "'auto' or a Lightning precision: " + ", ".join(repr(choice) for choice in PRECISIONS[1:]),
     ),
     "channels_last": Accepts(_switch("auto"), "True, False or 'auto'"),
+    "attention": Accepts(
+        lambda value: value is None or value in ("se", "eca", "cbam"),
+        "None, 'se', 'eca' or 'cbam' (an attention block in every residual block of the backbone)",
+    ),
     "deterministic": Accepts(_switch("warn"), "True, False or 'warn'"),
     "pretrained": Accepts(_switch("pypi"), "True, False or 'pypi'"),
     "crop_size": Accepts(_size, "a positive side or a pair (h, w) of them, like 768 or (360, 480)"),
@@ -350,10 +358,6 @@ def check_recipe_value(key: str, value: Any, default: Any) -> None:
     if accepts is not None and not accepts.check(value):
         raise ValueError(f"--set {key}={value!r}: expected {accepts.expected}.")
 
-
-# Keys every recipe takes through ``--set`` without listing them, with their default. A recipe holds one only
-# when it is set, so that adding such a key leaves the run ids (hashes of the recipe) of earlier runs unchanged.
-OPTIONAL_KEYS: dict[str, Any] = {"deterministic": False}
 
 REGISTRY: dict[str, type[Experiment]] = {}
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 from torch import nn
@@ -111,7 +111,11 @@ def segmentation_datamodule(recipe: Mapping[str, Any]) -> L.LightningDataModule:
 
 
 class SegmentationExperiment(Experiment):
-    """An experiment whose recipes name their data as :func:`segmentation_datamodule` reads it."""
+    """An experiment whose recipes name their data as :func:`segmentation_datamodule` reads it, and whose networks
+    take the optional ``attention`` key (SE / ECA / CBAM in every residual block of the backbone,
+    :func:`backbone_kwargs`)."""
+
+    optional_keys: ClassVar[Mapping[str, Any]] = {**Experiment.optional_keys, "attention": None}
 
     def build_datamodule(self, recipe: Mapping[str, Any]) -> L.LightningDataModule:
         return segmentation_datamodule(recipe)
@@ -130,6 +134,8 @@ def backbone_kwargs(recipe: Mapping[str, Any]) -> dict[str, Any]:
         "pretrained": recipe.get("pretrained", False),
         "output_stride": recipe.get("output_stride", 8),
         "channels_last": channels_last,
+        # Only when set (an optional key): networks without the argument keep working.
+        **({"attention": recipe["attention"]} if recipe.get("attention") is not None else {}),
     }
 
 

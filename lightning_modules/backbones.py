@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import timm
 import torch
 from torch import nn
 
+from lightning_modules.add_attention import add_attention
+from lightning_modules.blocks.channel import AttentionSpec
 from lightning_modules.pretrained_weights import (
     PretrainedWeightsError,
     input_renormalization,
@@ -68,6 +71,10 @@ class Backbone(nn.Module):
         in_chans: number of input channels.
         channels_last: keep weights and activations in NHWC memory format (faster convolutions
             with cuDNN and bf16).
+        attention: "se", "eca" or "cbam" inserted into every residual block after the weights are loaded
+            (:func:`~lightning_modules.add_attention.add_attention`: after the last BN of the residual branch,
+            before the addition; ECA with the adaptive k), e.g. SANet or DANet on an ECA-ResNet; None: none.
+        attention_kwargs: arguments of every inserted block (``{"rd_ratio": 1 / 8}``).
 
     Shapes:
         input ``(B, in_chans, H, W)`` → list of ``(B, channels[i], H / reductions[i], W / reductions[i])``.
@@ -82,6 +89,8 @@ class Backbone(nn.Module):
         pretrained_path: str | os.PathLike | None = None,
         in_chans: int = 3,
         channels_last: bool = False,
+        attention: AttentionSpec = None,
+        attention_kwargs: Mapping[str, Any] | None = None,
         **timm_kwargs,
     ) -> None:
         super().__init__()
@@ -108,6 +117,7 @@ class Backbone(nn.Module):
         # Pretrained weights see the normalisation they were trained with (identity for ImageNet's).
         loaded = pretrained is not False or pretrained_path is not None
         self.renormalize = input_renormalization(self.body, in_chans) if loaded else None
+        add_attention(self.body, attention, **dict(attention_kwargs or {}))
         self.channels: list[int] = list(self.body.feature_info.channels())
         self.reductions: list[int] = list(self.body.feature_info.reduction())
         if channels_last:

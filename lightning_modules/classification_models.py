@@ -1,4 +1,4 @@
-"""ResNet-18/34/50/101 with SE, ECA or CBAM in every residual block, built on timm's ResNet.
+"""ResNet-18/34/50/101 and MobileNetV2 with SE, ECA or CBAM in every residual block, built on timm's models.
 
 All three official codes put the block at the same place (SE prototxt, ECANet ``eca_resnet.py``,
 attention-module ``model_resnet.py``): on the residual branch after its last BatchNorm and before
@@ -26,6 +26,7 @@ import timm
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 from torch import nn
 
+from lightning_modules.add_attention import add_attention
 from lightning_modules.blocks.channel import ECA, AttentionSpec, get_attention
 
 RESNET_LAYOUTS: dict[int, tuple[type[nn.Module], tuple[int, int, int, int]]] = {
@@ -37,7 +38,8 @@ RESNET_LAYOUTS: dict[int, tuple[type[nn.Module], tuple[int, int, int, int]]] = {
 DEFAULT_STAGE_PLANES = (64, 128, 256, 512)
 
 # Per-stage ECA kernel sizes of the released ImageNet models (ECANet README: "k3577", "k3357",
-# "k3557", "k3357"). The official eca_resnet18 ignores its k_size argument and builds k = 3 everywhere.
+# "k3557", "k3357"), passed as k_size by the official eca_resnet18 / 34 / 50 / 101 (an early commit of
+# eca_resnet.py built eca_resnet18 with k = 3 whatever its k_size; the current one passes it through).
 OFFICIAL_ECA_KERNEL_SIZES: dict[int, tuple[int, int, int, int]] = {
     18: (3, 5, 7, 7),
     34: (3, 3, 5, 7),
@@ -181,3 +183,38 @@ def create_attention_resnet(
     kwargs.update(timm_kwargs)
     model = timm.create_model(f"resnet{depth}", pretrained=False, num_classes=num_classes, **kwargs)
     return move_stride_to_first_conv(model) if stride_in_1x1 else model
+
+
+def eca_mobilenetv2_kernel_size(channels: int) -> dict[str, int]:
+    """The official ECA-MobileNetV2's kernel size for a block of ``channels`` outputs (``eca_mobilenetv2.py``:
+    k = 1 up to 96 channels, 3 above; the README's "k13")."""
+    return {"kernel_size": 1 if channels <= 96 else 3}
+
+
+def create_attention_mobilenetv2(
+    attention: AttentionSpec = None,
+    num_classes: int = 1000,
+    attention_kwargs: Mapping[str, Any] | None = None,
+    drop_rate: float = 0.25,
+    **timm_kwargs: Any,
+) -> nn.Module:
+    """MobileNetV2 (timm ``mobilenetv2_100``: torchvision's network, 3,504,872 parameters, 300.8 M multiply-adds at
+    224) with ``attention`` in each of its 17 inverted residual blocks, after the BatchNorm of the linear 1×1
+    projection, with or without a shortcut: the official ``eca_mobilenetv2.py`` placement (:func:`add_attention`).
+
+    Args:
+        attention: "se", "eca", "cbam", a class or None. "eca" without a ``kernel_size`` takes the official
+            per-block sizes (:func:`eca_mobilenetv2_kernel_size`, 25 parameters in all); "se" / "cbam" use r = 16.
+        num_classes: classifier outputs.
+        attention_kwargs: arguments of every block (``{"kernel_size": None}``: ECA's adaptive k).
+        drop_rate: dropout before the classifier (official ECA-MobileNetV2: 0.25; torchvision's MobileNetV2: 0.2).
+        **timm_kwargs: more arguments of timm's ``EfficientNet`` class (``in_chans``, ``device``, ...).
+
+    Shapes: ``(B, in_chans, H, W) → (B, num_classes)`` logits.
+    """
+    kwargs = dict(attention_kwargs or {})
+    per_block = eca_mobilenetv2_kernel_size if get_attention(attention) is ECA and "kernel_size" not in kwargs else None
+    model = timm.create_model(
+        "mobilenetv2_100", pretrained=False, num_classes=num_classes, drop_rate=drop_rate, **timm_kwargs
+    )
+    return add_attention(model, attention, "blocks", per_block, **kwargs)

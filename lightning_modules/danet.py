@@ -21,6 +21,7 @@ from timm.models.resnet import BasicBlock, Bottleneck
 from torch import nn
 
 from lightning_modules.backbones import Backbone
+from lightning_modules.blocks.channel import AttentionSpec
 from lightning_modules.blocks.dual_attention import ChannelAttention, ChannelMode, PositionAttention, PositionMode
 from lightning_modules.fcn import FCNHead, upsample_to
 from lightning_modules.network import SegmentationNetwork, check_images
@@ -156,7 +157,8 @@ class DANet(SegmentationNetwork):
             ``None`` for timm's plain dilated ResNet.
         align_corners: mode of the bilinear upsampling of the logits (official code: True).
         reduction, dropout, pam_mode, cam_mode: see :class:`DANetHead`.
-        pretrained, pretrained_path, in_chans, channels_last: see :class:`~lightning_modules.backbones.Backbone`.
+        pretrained, pretrained_path, in_chans, channels_last, attention: see
+            :class:`~lightning_modules.backbones.Backbone`.
 
     Returns ``{"out": fused, "pam": PAM-only, "cam": CAM-only}`` logits ``(B, K, H, W)`` upsampled to the input
     (only ``"out"`` with a single branch), plus ``"aux"`` with ``aux``.
@@ -175,6 +177,7 @@ class DANet(SegmentationNetwork):
         pretrained_path: str | os.PathLike | None = None,
         in_chans: int = 3,
         channels_last: bool = False,
+        attention: AttentionSpec = None,
         reduction: int = 8,
         dropout: float = 0.1,
         align_corners: bool = True,
@@ -190,6 +193,7 @@ class DANet(SegmentationNetwork):
             pretrained_path=pretrained_path,
             in_chans=in_chans,
             channels_last=channels_last,
+            attention=attention,
         )
         if multi_grid is not None:
             set_multi_grid(self.backbone, tuple(multi_grid))

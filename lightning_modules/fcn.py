@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_modules.backbones import Backbone
+from lightning_modules.blocks.channel import AttentionSpec
 from lightning_modules.network import SegmentationNetwork
 
 
@@ -50,6 +51,8 @@ class FCN(SegmentationNetwork):
         aux: add the auxiliary FCN head on the second-to-last returned stage (ResNet stage 3).
         out_indices: the two backbone stages used, (auxiliary, main).
         align_corners: bilinear upsampling mode of the logits (DANet's official code uses True).
+        attention: SE / ECA / CBAM in every residual block of the backbone (see
+            :class:`~lightning_modules.backbones.Backbone`).
 
     Returns ``{"out": (B, K, H, W)}`` plus ``"aux"`` when ``aux`` is set.
     """
@@ -65,6 +68,7 @@ class FCN(SegmentationNetwork):
         pretrained_path: str | os.PathLike | None = None,
         in_chans: int = 3,
         channels_last: bool = False,
+        attention: AttentionSpec = None,
         dropout: float = 0.1,
         align_corners: bool = False,
     ) -> None:
@@ -79,6 +83,7 @@ class FCN(SegmentationNetwork):
             pretrained_path=pretrained_path,
             in_chans=in_chans,
             channels_last=channels_last,
+            attention=attention,
         )
         aux_channels, main_channels = self.backbone.channels
         self.head = FCNHead(main_channels, num_classes, dropout)

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_modules.backbones import Backbone
-from lightning_modules.blocks.channel import SqueezeExcite
+from lightning_modules.blocks.channel import AttentionSpec, SqueezeExcite
 from lightning_modules.blocks.squeeze_attention import SqueezeAttention
 from lightning_modules.fcn import FCNHead, upsample_to
 from lightning_modules.losses import labelled_images, pixel_cross_entropy, presence_bce
@@ -112,6 +112,8 @@ class SANet(SegmentationNetwork):
         category_width: intermediate width of the category branch (4 in the paper).
         dropout: of the dense head (PyTorch-Encoding's FCNHead: 0.1).
         align_corners: of the bilinear upsampling of the logits.
+        attention: SE / ECA / CBAM in every residual block of the backbone, e.g. SANet on an ECA-ResNet (see
+            :class:`~lightning_modules.backbones.Backbone`).
 
     Returns ``{"out", "sa1".."sa4", "dense"}`` logits ``(B, K, H, W)`` at input resolution and
     ``"category"`` logits ``(B, K)``; keys of disabled parts are absent. ``"out"`` is
@@ -128,6 +130,7 @@ class SANet(SegmentationNetwork):
         pretrained_path: str | os.PathLike | None = None,
         in_chans: int = 3,
         channels_last: bool = False,
+        attention: AttentionSpec = None,
         sa_heads: bool = True,
         category: bool = True,
         dense: bool = True,
@@ -150,6 +153,7 @@ class SANet(SegmentationNetwork):
             pretrained_path=pretrained_path,
             in_chans=in_chans,
             channels_last=channels_last,
+            attention=attention,
         )
         channels = self.backbone.channels
         self.sa_heads = (

@@ -469,3 +469,53 @@ def test_tnet_throughput_counts_tnet_as_its_extractor_passes_and_heads(
     saved = json.loads((tmp_path / "tnet.json").read_text())
     assert saved["benchmark"] == "tnet_throughput" and saved["ratios"]["flops"] == ratios.flops
     assert [row["model"] for row in saved["rows"]] == ["tnet", "efficientnet_b0"]
+
+
+attention_cost = load_script("attention_cost")
+
+
+def test_attention_cost_counts_each_block_and_gives_ratios_to_the_plain_network(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--device", "cpu", "--models", "mobilenetv2", "--batch", "2", "--image-size", "32"]
+    rows = attention_cost.main(
+        [*argv, "--repeats", "1", "--warmup", "0", "--threads", "1", "--json", str(tmp_path / "c.json")]
+    )
+    by_block = {row.attention: row for row in rows}
+    assert list(by_block) == ["none", "se", "eca", "cbam"]
+    plain = by_block["none"]
+    # The blocks' own parameters over MobileNetV2's 17 block widths (official placement; r = 16; ECA k 1 / 3).
+    widths = [16, 24, 24, 32, 32, 32, 64, 64, 64, 64, 96, 96, 96, 160, 160, 160, 320]
+    se = sum(2 * c * (c // 16) + c // 16 + c for c in widths)
+    eca = sum(1 if c <= 96 else 3 for c in widths)
+    assert plain.params == 3_504_872
+    assert (by_block["se"].params, by_block["eca"].params) == (plain.params + se, plain.params + eca)
+    assert by_block["cbam"].params == plain.params + se + 17 * (2 * 7 * 7 + 2)
+    assert by_block["eca"].macs - plain.macs == sum(c * (1 if c <= 96 else 3) for c in widths)  # the 1-D convs
+    assert all(row.inference > 0 and row.training > 0 and row.missing is None for row in rows)
+    out = capsys.readouterr().out
+    lines = {
+        line.split("|")[2].strip(): line.split("|") for line in out.splitlines() if line.startswith("| MobileNetV2")
+    }
+    eca_cells = [cell.strip() for cell in lines["eca"]]
+    assert float(eca_cells[8]) == pytest.approx(by_block["eca"].inference / plain.inference, abs=1e-3)
+    assert float(eca_cells[10]) == pytest.approx(by_block["eca"].training / plain.training, abs=1e-3)
+    assert [cell.strip() for cell in lines["none"]][4] == "1.0000"
+    saved = json.loads((tmp_path / "c.json").read_text())
+    assert saved["benchmark"] == "attention_cost" and [row["attention"] for row in saved["rows"]] == list(by_block)
+
+
+def test_attention_cost_times_the_networks_interleaved_in_rotating_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    order: list[str] = []
+    durations = {"a": iter([5.0, 1.0, 3.0]), "b": iter([2.0, 9.0, 4.0])}
+
+    def fake_measure(call, device, warmup, repeats):  # one timed call, its duration taken from the script above
+        assert (warmup, repeats) == (0, 1)
+        name = call()
+        return attention_cost.Measurement(next(durations[name]), None)
+
+    monkeypatch.setattr(attention_cost, "measure", fake_measure)
+    calls = {name: (lambda name=name: order.append(name) or name) for name in ("a", "b")}
+    result = attention_cost.interleaved(calls, torch.device("cpu"), warmup=1, repeats=3)
+    assert order == ["a", "b", "a", "b", "b", "a", "a", "b"]  # warm-up round, then a-first, b-first, a-first
+    assert (result["a"].ms, result["b"].ms) == (3.0, 4.0)  # medians of (5, 1, 3) and (2, 9, 4)

@@ -11,7 +11,6 @@ import hashlib
 import os
 from pathlib import Path
 
-import requests
 from tqdm import tqdm
 
 CHUNK = 1 << 20
@@ -75,6 +74,8 @@ def fetch(url: str, target: Path, progress: bool = True, timeout: float = 60.0) 
         DownloadError: the server refused (HTTP status), could not be reached, or closed the connection before the
             end; the partial file is kept for the next try, and the message says how much of it there is.
     """
+    import requests  # here: only a download needs it, every experiment imports this module
+
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -5,12 +5,15 @@ Every block re-weights a feature map and keeps its shape, ``(B, C, H, W) → (B,
 ``rd_divisor``, ``act_layer``, ``gate_layer``), so that it drops into timm's ResNet blocks
 (``block_args=dict(attn_layer=SqueezeExcite)``) as well as into any other network.
 
-Where these blocks and timm's differ (both on purpose, to match the official models):
+Where these blocks and timm's differ (all on purpose, to match the official models):
 
 - the reduced width is ``floor(C · rd_ratio)`` (``rd_divisor=1``, the papers' C/r), not rounded to a
   multiple of 8 as timm's ``SEModule`` does;
 - the MLPs of SE and CBAM have biases (official Caffe SE model, official CBAM code); timm's CBAM has none;
-- CBAM's spatial gate has a BatchNorm after its convolution whose weight starts at 0 (official code).
+- CBAM's spatial gate has a BatchNorm after its convolution whose weight starts at 0 (official code);
+- max pooling (global or across channels) sends the gradient to one of tied maxima, the element whose index
+  ``max`` returns, as the official ``F.max_pool2d`` and ``torch.max(x, 1)[0]`` do; ``torch.amax`` (timm's
+  choice) would split it equally between them. Forward values are the same either way.
 """
 
 from __future__ import annotations
@@ -20,13 +23,16 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from timm.layers import create_act_layer, make_divisible
 from torch import nn
 
 LayerType = str | type[nn.Module] | Callable[..., nn.Module]
 
+SE_POOL_TYPES = ("avg", "max")
 CBAM_POOL_TYPES = ("avg", "max")
 CBAM_SPATIAL_KERNEL_SIZES = (3, 5, 7)
+CBAM_CHANNEL_GATES = ("mlp", "eca")
 
 
 def _check_channels(channels: Any) -> int:
@@ -63,6 +69,28 @@ def reduced_channels(
     return make_divisible(channels * rd_ratio, rd_divisor)
 
 
+def _global_pool(x: torch.Tensor, pool_type: str) -> torch.Tensor:
+    """``(B, C, H, W) → (B, C)`` global average or max pooling.
+
+    The max is one ``F.max_pool2d`` window covering the whole map, the official CBAM op, rather than
+    ``torch.amax``: both give the same values, but with tied maxima ``amax`` splits the gradient equally
+    between them while ``max_pool2d`` sends all of it to the single element its index points at, so the
+    gradient is bit for bit the official one (on every device, since it is the same kernel).
+    """
+    if pool_type == "avg":
+        return x.mean(dim=(2, 3))
+    return F.max_pool2d(x, kernel_size=tuple(x.shape[-2:])).flatten(1)
+
+
+def _check_pool_types(pool_types: Sequence[str] | str) -> tuple[str, ...]:
+    pool_types = tuple(pool_types) if not isinstance(pool_types, str) else (pool_types,)
+    if not pool_types or len(set(pool_types)) != len(pool_types) or not set(pool_types) <= set(CBAM_POOL_TYPES):
+        raise ValueError(
+            f"pool_types must be a non-empty subset of {CBAM_POOL_TYPES} without repeats, got {pool_types!r}."
+        )
+    return pool_types
+
+
 class SqueezeExcite(nn.Module):
     """Squeeze-and-Excitation block (Hu et al., CVPR 2018, Sec. 3, Eq. 2-4).
 
@@ -70,8 +98,12 @@ class SqueezeExcite(nn.Module):
     with ``W1 ∈ R^{C/r × C}``, ``W2 ∈ R^{C × C/r}``, δ = ReLU and σ = sigmoid. The two FC layers are 1×1
     convolutions with biases, as in the official Caffe models (``conv2_1_1x1_down`` 256 → 16 and
     ``conv2_1_1x1_up`` 16 → 256 in SE-ResNet-50, r = 16 in every released model).
+    ``pool_type="max"`` squeezes by global max pooling instead, ``z_c = max_{h,w} x_c(h, w)``: the
+    squeeze-operator ablation of the journal version (TPAMI 2020 [mem]; the released models average). Its
+    gradient goes to a single one of tied maxima, as with the official ``F.max_pool2d``.
 
-    Parameters: ``2 · C · C/r + C/r + C`` (8,464 for C = 256, r = 16).
+    Parameters: ``2 · C · C/r + C/r + C`` (8,464 for C = 256, r = 16), the same for both ``pool_type``
+    (pooling has no parameters).
 
     Args:
         channels: C.
@@ -80,6 +112,7 @@ class SqueezeExcite(nn.Module):
         rd_divisor: 1 keeps ``C // r`` (paper); 8 rounds as timm's ``SEModule``.
         act_layer: δ; gate_layer: σ (classes or timm names such as ``"relu"``, ``"sigmoid"``).
         bias: biases in both FC layers (official: True; timm and several re-implementations: False).
+        pool_type: the squeeze, ``"avg"`` (Eq. 2, default) or ``"max"`` (global max pooling).
 
     Shapes: ``(B, C, H, W) → (B, C, H, W)``.
     """
@@ -93,11 +126,18 @@ class SqueezeExcite(nn.Module):
         act_layer: LayerType = nn.ReLU,
         gate_layer: LayerType = nn.Sigmoid,
         bias: bool = True,
+        pool_type: str = "avg",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         self.channels = _check_channels(channels)
+        if pool_type not in SE_POOL_TYPES:
+            raise ValueError(
+                f"SqueezeExcite pool_type must be one of {SE_POOL_TYPES} (global average or global max pooling), "
+                f"got {pool_type!r}."
+            )
+        self.pool_type = pool_type
         self.rd_channels = reduced_channels(channels, rd_ratio, rd_channels, rd_divisor)
         self.fc1 = nn.Conv2d(channels, self.rd_channels, 1, bias=bias, device=device, dtype=dtype)
         self.act = create_act_layer(act_layer)
@@ -109,7 +149,7 @@ class SqueezeExcite(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(x, self.channels, "SqueezeExcite")
-        z = x.mean(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
+        z = _global_pool(x, self.pool_type)[:, :, None, None]  # (B, C, 1, 1)
         s = self.gate(self.fc2(self.act(self.fc1(z))))  # (B, C, 1, 1)
         return x * s
 
@@ -123,6 +163,18 @@ def eca_kernel_size(channels: int, gamma: float = 2, beta: float = 1) -> int:
     channels = _check_channels(channels)
     t = int(abs((math.log2(channels) + beta) / gamma))
     return t if t % 2 else t + 1
+
+
+def _resolve_eca_kernel_size(channels: int, kernel_size: Any, gamma: float, beta: float, name: str) -> int:
+    """``kernel_size`` itself when a positive odd integer, ψ(C) when ``None``; ``name`` labels the error."""
+    if kernel_size is None:
+        return eca_kernel_size(channels, gamma, beta)
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or not kernel_size % 2:
+        raise ValueError(
+            f"{name} must be a positive odd integer (odd keeps C channels), or None for the adaptive "
+            f"k = ψ(C), got {kernel_size!r}."
+        )
+    return kernel_size
 
 
 class ECA(nn.Module):
@@ -155,15 +207,7 @@ class ECA(nn.Module):
     ) -> None:
         super().__init__()
         self.channels = _check_channels(channels)
-        if kernel_size is None:
-            kernel_size = eca_kernel_size(channels, gamma, beta)
-        elif (
-            isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or not kernel_size % 2
-        ):
-            raise ValueError(
-                f"ECA kernel_size must be a positive odd integer (odd keeps C channels), or None for the adaptive "
-                f"k = ψ(C), got {kernel_size!r}."
-            )
+        kernel_size = _resolve_eca_kernel_size(channels, kernel_size, gamma, beta, f"{type(self).__name__} kernel_size")
         self.kernel_size = kernel_size
         self.conv = nn.Conv1d(1, 1, kernel_size, padding=(kernel_size - 1) // 2, bias=False, device=device, dtype=dtype)
         self.gate = create_act_layer(gate_layer)
@@ -174,11 +218,6 @@ class ECA(nn.Module):
         y = x.mean(dim=(2, 3)).view(b, 1, c)  # (B, 1, C)
         w = self.gate(self.conv(y))  # (B, 1, C)
         return x * w.view(b, c, 1, 1)
-
-
-def _global_pool(x: torch.Tensor, pool_type: str) -> torch.Tensor:
-    """``(B, C, H, W) → (B, C)`` global average or max pooling."""
-    return x.mean(dim=(2, 3)) if pool_type == "avg" else x.amax(dim=(2, 3))
 
 
 class CBAMChannelGate(nn.Module):
@@ -207,12 +246,7 @@ class CBAMChannelGate(nn.Module):
     ) -> None:
         super().__init__()
         self.channels = _check_channels(channels)
-        pool_types = tuple(pool_types) if not isinstance(pool_types, str) else (pool_types,)
-        if not pool_types or len(set(pool_types)) != len(pool_types) or not set(pool_types) <= set(CBAM_POOL_TYPES):
-            raise ValueError(
-                f"pool_types must be a non-empty subset of {CBAM_POOL_TYPES} without repeats, got {pool_types!r}."
-            )
-        self.pool_types = pool_types
+        self.pool_types = _check_pool_types(pool_types)
         self.rd_channels = reduced_channels(channels, rd_ratio, rd_channels, rd_divisor)
         self.mlp = nn.Sequential(
             nn.Linear(channels, self.rd_channels, bias=mlp_bias, device=device, dtype=dtype),
@@ -228,6 +262,48 @@ class CBAMChannelGate(nn.Module):
         _check_input(x, self.channels, "CBAMChannelGate")
         logits = sum(self.mlp(_global_pool(x, name)) for name in self.pool_types)  # (B, C)
         return x * self.gate(logits)[:, :, None, None]
+
+
+class ECAChannelGate(ECA):
+    """CBAM's channel attention with ECA's 1-D convolution in place of the MLP.
+
+    ``M_c(F) = σ(C1D_k(avgpool(F)) + C1D_k(maxpool(F)))``: CBAM's Eq. 2 (Woo et al., ECCV 2018) with the
+    shared MLP replaced by ECA's ``C1D_k`` (Wang et al., CVPR 2020, Eq. 9). Each pooled descriptor, viewed as
+    a length-C sequence ``(B, 1, C)``, goes through the same ``Conv1d(1, 1, k)`` (padding (k - 1) / 2, no
+    bias, as the official ``eca_layer``); the results are summed, passed through σ and multiply ``F``
+    channel-wise. No dimensionality reduction. There is no official module for this combination: the pooling
+    and the sum follow ``ChannelGate`` of Jongchan/attention-module ``MODELS/cbam.py`` (max by
+    ``F.max_pool2d``), the convolution ``eca_layer`` of BangguWu/ECANet ``models/eca_module.py``.
+
+    Args:
+        channels: C.
+        kernel_size: a fixed odd k, or ``None`` for ECA's adaptive ``k = ψ(C)`` (:func:`eca_kernel_size`).
+        gamma, beta: γ and b of ψ (2 and 1 in the ECA paper).
+        pool_types: the descriptors, a non-empty subset of ``("avg", "max")`` (CBAM's Table 1 ablation).
+        gate_layer: σ.
+
+    Parameters: ``k`` (5 for C = 256 with the adaptive k). Shapes: ``(B, C, H, W) → (B, C, H, W)``.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int | None = None,
+        gamma: float = 2,
+        beta: float = 1,
+        pool_types: Sequence[str] = CBAM_POOL_TYPES,
+        gate_layer: LayerType = nn.Sigmoid,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(channels, kernel_size, gamma, beta, gate_layer, device=device, dtype=dtype)
+        self.pool_types = _check_pool_types(pool_types)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input(x, self.channels, "ECAChannelGate")
+        b, c = x.shape[:2]
+        logits = sum(self.conv(_global_pool(x, name).view(b, 1, c)) for name in self.pool_types)  # (B, 1, C)
+        return x * self.gate(logits).view(b, c, 1, 1)
 
 
 class CBAMSpatialGate(nn.Module):
@@ -265,7 +341,11 @@ class CBAMSpatialGate(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4:
             raise ValueError(f"CBAMSpatialGate expects input of shape (B, C, H, W), got {tuple(x.shape)}.")
-        pooled = torch.cat([x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)], dim=1)  # (B, 2, H, W)
+        # The channel max by ``max`` (the official ``torch.max(x, 1)[0]``), not ``amax``: same values, but the
+        # gradient of tied maxima goes to the one element whose index ``max`` returns instead of being split
+        # equally, bit for bit the official gradient.
+        channel_max = x.max(dim=1, keepdim=True).values
+        pooled = torch.cat([channel_max, x.mean(dim=1, keepdim=True)], dim=1)  # (B, 2, H, W)
         return x * self.gate(self.bn(self.conv(pooled)))  # gate (B, 1, H, W)
 
 
@@ -274,15 +354,25 @@ class CBAM(nn.Module):
 
     ``F' = M_c(F) ⊗ F``, then ``F'' = M_s(F') ⊗ F'``: :class:`CBAMChannelGate` followed by
     :class:`CBAMSpatialGate` (sequential, channel first: the paper's best arrangement, Table 3).
+    ``channel_gate="eca"`` swaps the channel gate's MLP for ECA's 1-D convolution (:class:`ECAChannelGate`,
+    ``M_c(F) = σ(C1D_k(avgpool(F)) + C1D_k(maxpool(F)))``); the spatial gate is unchanged.
 
     Args:
         channels: C.
-        rd_ratio, rd_channels, rd_divisor, pool_types, act_layer, mlp_bias: of the channel gate (r = 16).
+        rd_ratio, rd_channels, rd_divisor, act_layer, mlp_bias: of the MLP channel gate (r = 16).
+        pool_types: the channel gate's descriptors (either gate).
         spatial_kernel_size: k of the spatial gate, 3, 5 or 7 (paper and official code: 7).
         spatial: False leaves the spatial gate out (channel attention only, as in the paper's Table 1).
         gate_layer: σ of both gates.
+        channel_gate: ``"mlp"`` (default, the paper's and official ``ChannelGate``, :class:`CBAMChannelGate`)
+            or ``"eca"`` (:class:`ECAChannelGate`). The ECA gate has no MLP, so with ``"eca"`` the MLP-only
+            arguments (``rd_ratio``, ``rd_channels``, ``rd_divisor``, ``act_layer``, ``mlp_bias``) must keep
+            their defaults: any other value raises a ValueError rather than being silently ignored. Likewise
+            ``eca_kernel_size`` must stay ``None`` with ``"mlp"``.
+        eca_kernel_size: k of the ECA gate, a positive odd integer, or ``None`` for the adaptive ``k = ψ(C)``.
 
-    Parameters: ``2 · C · C/r + C/r + C + 2 k² + 2``.
+    Parameters: ``2 · C · C/r + C/r + C + 2 k_s² + 2`` with the MLP gate (8,564 for C = 256, r = 16,
+    k_s = 7); ``k + 2 k_s² + 2`` with the ECA gate (105 for C = 256: ψ(256) = 5, k_s = 7).
     Shapes: ``(B, C, H, W) → (B, C, H, W)``.
     """
 
@@ -298,22 +388,56 @@ class CBAM(nn.Module):
         act_layer: LayerType = nn.ReLU,
         gate_layer: LayerType = nn.Sigmoid,
         mlp_bias: bool = True,
+        channel_gate: str = "mlp",
+        eca_kernel_size: int | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        self.channel_gate = CBAMChannelGate(
-            channels,
-            rd_ratio,
-            rd_channels,
-            rd_divisor,
-            pool_types,
-            act_layer,
-            gate_layer,
-            mlp_bias,
-            device=device,
-            dtype=dtype,
-        )
+        if channel_gate not in CBAM_CHANNEL_GATES:
+            raise ValueError(
+                f"CBAM channel_gate must be one of {CBAM_CHANNEL_GATES} (the paper's shared MLP or ECA's 1-D "
+                f"convolution), got {channel_gate!r}."
+            )
+        self.channel_gate_type = channel_gate
+        self.channel_gate: CBAMChannelGate | ECAChannelGate
+        if channel_gate == "mlp":
+            if eca_kernel_size is not None:
+                raise ValueError(
+                    f"CBAM eca_kernel_size={eca_kernel_size!r} is only used with channel_gate='eca'; "
+                    "leave it None with channel_gate='mlp'."
+                )
+            self.channel_gate = CBAMChannelGate(
+                channels,
+                rd_ratio,
+                rd_channels,
+                rd_divisor,
+                pool_types,
+                act_layer,
+                gate_layer,
+                mlp_bias,
+                device=device,
+                dtype=dtype,
+            )
+        else:
+            mlp_only = {
+                "rd_ratio": rd_ratio != 1 / 16,
+                "rd_channels": rd_channels is not None,
+                "rd_divisor": rd_divisor != 1,
+                "act_layer": act_layer is not nn.ReLU,
+                "mlp_bias": mlp_bias is not True,
+            }
+            if any(mlp_only.values()):
+                given = ", ".join(name for name, changed in mlp_only.items() if changed)
+                raise ValueError(
+                    f"CBAM(channel_gate='eca') has no MLP, so {given} would be unused; leave them at their defaults "
+                    "or use channel_gate='mlp'."
+                )
+            channels = _check_channels(channels)
+            kernel_size = _resolve_eca_kernel_size(channels, eca_kernel_size, 2, 1, "CBAM eca_kernel_size")
+            self.channel_gate = ECAChannelGate(
+                channels, kernel_size, pool_types=pool_types, gate_layer=gate_layer, device=device, dtype=dtype
+            )
         self.spatial_gate = (
             CBAMSpatialGate(spatial_kernel_size, gate_layer, device=device, dtype=dtype) if spatial else None
         )

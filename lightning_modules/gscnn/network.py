@@ -25,6 +25,7 @@ from torch.utils.checkpoint import checkpoint
 
 from lightning_modules.backbones import Backbone
 from lightning_modules.blocks.aspp import ASPP, REDUCTION, conv_bn_relu
+from lightning_modules.blocks.channel import AttentionSpec
 from lightning_modules.blocks.gated_conv import GatedSpatialConv2d
 from lightning_modules.fcn import upsample_to
 from lightning_modules.gscnn.canny import CANNY_MODES, CannyMode, image_gradients
@@ -250,6 +251,8 @@ class GSCNN(SegmentationNetwork):
             (``torch.utils.checkpoint``, non-reentrant) instead of storing its activations; the BatchNorm running
             statistics are restored after the recomputation, so that each batch updates them once.
         channels_last: NHWC weights and activations.
+        attention: SE / ECA / CBAM in every residual block of a timm backbone (see
+            :class:`~lightning_modules.backbones.Backbone`); WRN-38 takes none.
 
     Shapes: ``(B, in_chans, H, W)`` → ``{"out": (B, K, H, W) logits, "edge": (B, 1, H, W) edge logits}`` (the
     ``fuse`` output before the sigmoid the official code applies; only ``"out"`` without the shape stream).
@@ -275,6 +278,7 @@ class GSCNN(SegmentationNetwork):
         canny_mode: CannyMode = "device",
         checkpoint_shape_stream: bool = False,
         channels_last: bool = False,
+        attention: AttentionSpec = None,
     ) -> None:
         super().__init__(num_classes, in_chans)
         if canny_mode not in CANNY_MODES:
@@ -292,11 +296,22 @@ class GSCNN(SegmentationNetwork):
                 raise ValueError(
                     f"{WIDER_RESNET} has no downloadable weights: pass its ImageNet checkpoint as pretrained_path."
                 )
+            if attention is not None:
+                raise ValueError(
+                    f"attention={attention!r}: {WIDER_RESNET} takes no attention blocks; use a timm backbone."
+                )
             self.backbone = WiderResNet38(in_chans, pretrained_path)
             self.roles = WIDER_RESNET_ROLES
         else:
             self.backbone = Backbone(
-                backbone, output_stride, TIMM_OUT_INDICES, pretrained, pretrained_path, in_chans, channels_last
+                backbone,
+                output_stride,
+                TIMM_OUT_INDICES,
+                pretrained,
+                pretrained_path,
+                in_chans,
+                channels_last,
+                attention=attention,
             )
             self.roles = TIMM_ROLES
         shape, fine, side3, side4, deep = (self.backbone.channels[index] for index in self.roles)

@@ -85,3 +85,117 @@ def test_benchmark_script_prints_the_table(capsys):
     runpy.run_path(str(BENCHMARK), run_name="not_main")["main"](["--depths", "18"])
     out = capsys.readouterr().out
     assert "| ResNet-18 | 11,689,512 | 11.69 | 11.15 |" in out and "| CBAM-ResNet-18 |" in out
+
+
+# MobileNetV2 ± SE / ECA and the recipes' optional ``attention`` key.
+MOBILENETV2_ROWS = ("MobileNetV2", "SE-MobileNetV2", "ECA-MobileNetV2")
+
+
+def test_mobilenetv2_experiment_has_the_three_rows_and_the_eca_readme_numbers():
+    experiment = get_experiment("attention_blocks.mobilenetv2")
+    assert "attention_blocks.mobilenetv2" in experiment_names()
+    assert set(experiment.recipes) == {"smoke", "small", "paper"}
+    variants = experiment.variants()
+    assert [v.name for v in variants] == list(MOBILENETV2_ROWS)
+    assert [v.params["attention"] for v in variants] == [None, "se", "eca"]
+    assert experiment.variant("MobileNetV2").paper == () and experiment.variant("SE-MobileNetV2").paper == ()
+    eca = {number.metric: number.value for number in experiment.variant("ECA-MobileNetV2").paper}
+    assert eca == {"top1": 72.56, "top5": 90.81, "params_M": 3.34, "GFLOPs": 0.3199}
+    # The README's "3.34 M" is ECA-MobileNetV2's 3,504,897 parameters in units of 2^20.
+    assert round(3_504_897 / 2**20, 2) == eca["params_M"]
+
+
+def test_mobilenetv2_paper_recipe_is_mobilenetv2s_own():
+    experiment = get_experiment("attention_blocks.mobilenetv2")
+    paper = experiment.recipe("paper")
+    assert (paper["base_lr"], paper["base_batch_size"], paper["batch_size"]) == (0.045, 96, 96)
+    assert (paper["momentum"], paper["weight_decay"]) == (0.9, 4e-5)
+    assert (paper["max_epochs"], paper["lr_step_epochs"], paper["lr_gamma"]) == (400, 1, 0.98)
+    assert (paper["drop_rate"], paper["image_size"], paper["data"]) == (0.25, 224, "imagenet")
+    assert "layers" not in paper and "planes" not in paper
+    assert all(recipe["drop_rate"] == 0.25 for recipe in experiment.recipes.values())
+    # The module built from it: SGD at 0.045 (96 images a batch), × 0.98 after every epoch, dropout 0.25.
+    smoke = experiment.recipe("smoke")
+    datamodule = experiment.build_datamodule(smoke)
+    module = experiment.build_module(experiment.variant("ECA-MobileNetV2"), paper, datamodule)
+    config = module.configure_optimizers()
+    (group,) = config["optimizer"].param_groups
+    assert (round(group["lr"], 12), group["momentum"], group["weight_decay"]) == (0.045, 0.9, 4e-5)
+    scheduler = config["lr_scheduler"]
+    assert scheduler["interval"] == "epoch"
+    assert (scheduler["scheduler"].step_size, scheduler["scheduler"].gamma) == (1, 0.98)
+    assert module.network.drop_rate == 0.25
+    assert [m.kernel_size for m in module.network.modules() if isinstance(m, ECA)] == [1] * 13 + [3] * 4
+
+
+def test_mobilenetv2_smoke_runs_record_top1(tmp_path):
+    experiment = get_experiment("attention_blocks.mobilenetv2")
+    for name in MOBILENETV2_ROWS:
+        status, record = run_variant(experiment, experiment.variant(name), "smoke", tmp_path, wandb="disabled")
+        assert status == "finished"
+        assert set(record["metrics"]) == {"val/top1", "val/top5"}
+        assert 0.0 <= record["metrics"]["val/top1"] <= record["metrics"]["val/top5"] <= 1.0
+        run_dir = tmp_path / "attention_blocks.mobilenetv2" / name / record["run_id"]
+        assert (run_dir / "metrics.json").is_file()
+    assert {"metric": "top1", "value": 72.56, "source": "ECA README, released k13 weights"} in record["paper_numbers"]
+
+
+def test_attention_override_builds_eca_backbones_and_keeps_other_run_ids(tmp_path):
+    import json
+
+    import torch
+
+    from experiments.__main__ import main
+    from experiments.runner import run_id
+
+    experiment = get_experiment("danet.ablation")
+    plain = experiment.recipe("smoke")
+    assert "attention" not in plain  # an optional key: absent unless set, so earlier run ids stay
+    assert run_id("smoke", plain, 0) == run_id("smoke", {**experiment.recipes["smoke"], "profile": "smoke"}, 0)
+    recipe = experiment.recipe("smoke", {"attention": "eca"})
+    assert recipe == {**plain, "attention": "eca"}
+    assert run_id("smoke", recipe, 0) != run_id("smoke", plain, 0)
+    variant = experiment.variant("DANet-R50")
+    datamodule = experiment.build_datamodule(recipe)
+    module = experiment.build_module(variant, recipe, datamodule)
+    body = module.network.backbone.body
+    blocks = [body.layer1[0], body.layer2[0], body.layer3[0], body.layer4[0]]  # test_resnet: one block a stage
+    assert all(isinstance(block.se, ECA) for block in blocks)
+    assert sum(isinstance(m, ECA) for m in module.network.backbone.modules()) == 4
+    without = experiment.build_module(variant, plain, datamodule)
+    assert not any(isinstance(m, ECA) for m in without.network.modules())
+
+    argv = ["run", "danet.ablation", "--variant", "DANet-R50", "--profile", "smoke", "--runs-dir", str(tmp_path)]
+    assert main([*argv, "--wandb", "disabled", "--set", "attention=eca"]) == 0
+    (path,) = tmp_path.glob("danet.ablation/DANet-R50/*/metrics.json")
+    assert path.parent.name == run_id("smoke", recipe, 0)
+    record = json.loads(path.read_text())
+    assert record["recipe"]["attention"] == "eca" and 0.0 <= record["metrics"]["val/mIoU"] <= 1.0
+    state = torch.load(path.parent / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    assert "network.backbone.body.layer4.0.se.conv.weight" in state
+
+
+def test_unknown_attention_override_is_refused(capsys):
+    from experiments.__main__ import main
+
+    assert main(["run", "danet.ablation", "--profile", "smoke", "--set", "attention=foo"]) == 2
+    expected = "--set attention='foo': expected None, 'se', 'eca' or 'cbam' (an attention block in every residual block"
+    assert capsys.readouterr().err.startswith(f"error: {expected}")
+
+
+def test_attention_key_is_only_for_experiments_whose_backbones_take_it(tmp_path, capsys):
+    import pytest
+
+    from experiments.__main__ import main
+
+    for name in ("attention_blocks.mobilenetv2", "attention_blocks.imagenet", "tnet.fmow", "quickstart"):
+        experiment = get_experiment(name)
+        for value in ("se", None):
+            with pytest.raises(ValueError, match="has no key 'attention'"):
+                experiment.recipe("smoke", {"attention": value})
+        assert "attention" not in experiment.recipe("smoke")
+    assert get_experiment("sanet.ablation").recipe("smoke", {"attention": "se"})["attention"] == "se"
+    argv = ["run", "attention_blocks.mobilenetv2", "--profile", "smoke", "--runs-dir", str(tmp_path)]
+    assert main([*argv, "--wandb", "disabled", "--set", "attention=se"]) == 2
+    assert "has no key 'attention'" in capsys.readouterr().err
+    assert not list(tmp_path.glob("attention_blocks.mobilenetv2/*/*/metrics.json"))

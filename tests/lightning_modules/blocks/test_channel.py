@@ -9,6 +9,7 @@ from lightning_modules.blocks import (
     ECA,
     CBAMChannelGate,
     CBAMSpatialGate,
+    ECAChannelGate,
     SqueezeExcite,
     eca_kernel_size,
     get_attention,
@@ -152,6 +153,8 @@ def test_factory_builds_shape_preserving_blocks(name):
 def test_factory_passes_arguments_and_accepts_user_classes():
     assert make_attention("eca", 512, kernel_size=9).kernel_size == 9
     assert make_attention("se", 256, rd_ratio=1 / 8).rd_channels == 32
+    assert make_attention("se", 256, pool_type="max").pool_type == "max"
+    assert isinstance(make_attention("cbam", 256, channel_gate="eca").channel_gate, ECAChannelGate)
 
     class Gate(nn.Module):
         def __init__(self, channels: int, scale: float = 1.0) -> None:
@@ -177,7 +180,10 @@ def test_factory_errors():
         make_attention("se", 0)
 
 
-@pytest.mark.parametrize("block", [SqueezeExcite(16), ECA(16), CBAM(16)])
+@pytest.mark.parametrize(
+    "block",
+    [SqueezeExcite(16), SqueezeExcite(16, pool_type="max"), ECA(16), CBAM(16), CBAM(16, channel_gate="eca")],
+)
 def test_wrong_channel_count_is_a_clear_error(block):
     with pytest.raises(ValueError, match=r"expects input of shape \(B, 16, H, W\)"):
         block(torch.randn(1, 8, 4, 4))
@@ -187,4 +193,10 @@ def test_blocks_accept_timm_device_and_dtype_arguments():
     # timm's ResNet blocks call attn_layer(channels, device=..., dtype=...).
     for name in ("se", "eca", "cbam"):
         block = make_attention(name, 32, device="meta", dtype=torch.float64)
+        assert all(p.device.type == "meta" and p.dtype == torch.float64 for p in block.parameters())
+    for block in (
+        ECAChannelGate(32, device="meta", dtype=torch.float64),
+        CBAM(32, channel_gate="eca", device="meta", dtype=torch.float64),
+        SqueezeExcite(32, pool_type="max", device="meta", dtype=torch.float64),
+    ):
         assert all(p.device.type == "meta" and p.dtype == torch.float64 for p in block.parameters())
