@@ -39,8 +39,9 @@ Where the papers and the official code disagree (the reason some numbers below d
 - **CBAM.** The official spatial gate concatenates [max; mean] (the paper writes [avg; max]) and has
   a BatchNorm (weight initialised to 0) that the paper's Eq. 3 does not show.
 - **MobileNetV2.** The official ECA-MobileNetV2 puts ECA after the BatchNorm of the linear projection of each of the
-  17 inverted residual blocks, k = 1 for blocks of up to 96 channels and 3 above (25 parameters): 3,504,897
-  parameters, "3.34 M" in the README's 2^20 units. No official SE-MobileNetV2 exists; the SE row puts SE at the same
+  17 inverted residual blocks, k = 1 for blocks of fewer than 96 channels and 3 from 96 (31 parameters; the current
+  official code; an early commit had k = 1 up to and including 96, 25 parameters): 3,504,903 parameters, "3.34 M"
+  in the README's 2^20 units. No official SE-MobileNetV2 exists; the SE row puts SE at the same
   place with r = 16 (+30,013 parameters, 3,534,885 = 3.37 × 2^20); the ECA paper's SE-MobileNetV2 row (3.40 M [mem])
   fits r = 8 (+58,620 → 3,563,492 = 3.40 × 2^20) better, which suggests its SE used r = 8 (not verifiable).
 """
@@ -377,7 +378,7 @@ class AttentionMobileNetV2(AttentionResNetExperiment):
     table = "ImageNet-1K val, MobileNetV2 ± SE / ECA (ECA paper, MobileNetV2 rows)"
     description = (
         "timm's mobilenetv2_100 (= torchvision's MobileNetV2) with the block after the projection BN of all 17 "
-        "inverted residual blocks (official eca_mobilenetv2.py; ECA k = 1 up to 96 channels, 3 above; SE r = 16). "
+        "inverted residual blocks (official eca_mobilenetv2.py; ECA k = 1 below 96 channels, 3 from 96; SE r = 16). "
         "Only the ECA row's numbers (README) were retrieved; the paper's MobileNetV2 and SE rows were not."
     )
     recipes: ClassVar[dict[str, dict[str, Any]]] = MOBILENETV2_RECIPES

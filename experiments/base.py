@@ -163,7 +163,8 @@ class Experiment(ABC):
         for key, value in (overrides or {}).items():
             if key in self.optional_keys and key not in recipe:
                 check_recipe_value(key, value, self.optional_keys[key])
-                recipe[key] = value
+                if value != self.optional_keys[key]:  # the default leaves the recipe, and the run id, as they were
+                    recipe[key] = value
                 continue
             if key not in recipe:
                 known = sorted({*recipe, *self.optional_keys})

@@ -64,6 +64,7 @@ from experiments.tracking import (
     make_wandb_logger,
     wandb_callbacks,
 )
+from lightning_modules.add_attention import restore_attention_hooks
 
 RESULTS_FILE = "metrics.json"
 
@@ -469,7 +470,7 @@ def _train(
     if "strategy" in strategy:
         # timm's conversion keeps the fused activation of its BatchNormAct2d (EfficientNet), which
         # Trainer(sync_batchnorm=True) silently drops.
-        module = convert_sync_batchnorm(module)
+        module = restore_attention_hooks(convert_sync_batchnorm(module))
     run = {"experiment": experiment.name, "variant": variant.name, "recipe": recipe, "seed": seed}
     loggers, media = _logging(run_dir, wandb, experiment, variant, recipe, datamodule)
     validated = ValidatedStep()

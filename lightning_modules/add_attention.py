@@ -12,7 +12,11 @@ block, with or without a shortcut. ``add_attention`` does that in place on a tim
   ``DepthwiseSeparableConv``, ``InvertedResidual``, ``EdgeResidual``) timm's own ``se`` slot sits after the
   depthwise convolution (the MobileNetV3 / EfficientNet / RegNetY position), not the papers'; the block is
   registered as the residual block's ``attention`` submodule and applied by a forward hook on its last norm layer,
-  so the pretrained weights' keys stay as they are.
+  so the pretrained weights' keys stay as they are. A conversion that replaces that norm layer (SyncBatchNorm for
+  DDP) drops the hook with the layer: :func:`restore_attention_hooks` puts it back (the runner calls it after its
+  SyncBatchNorm conversion).
+- Blocks that have an SE of their own in timm's slot (MobileNetV3, EfficientNet, RegNetY) keep it: the inserted
+  block comes in addition, at the papers' place.
 
 Each inserted block is built by its class, with the official initialisation (zero biases for SE and CBAM's MLP,
 CBAM's spatial BatchNorm weight at 0, Kaiming for CBAM's convolution), after any pretrained weights were loaded.
@@ -84,6 +88,21 @@ def _width(layer: nn.Module) -> int:
     return channels
 
 
+def restore_attention_hooks(model: nn.Module) -> nn.Module:
+    """Hook each block's ``attention`` onto its last norm layer again where that layer has lost the hook (a layer
+    replaced after :func:`add_attention`, e.g. by ``convert_sync_batchnorm``); in place, returns ``model``."""
+    for _, block in residual_blocks(model):
+        attention = getattr(block, "attention", None)
+        last_name, use_se_slot = _known(block)
+        if attention is None or use_se_slot:
+            continue
+        last = getattr(block, last_name)
+        hooked = any(isinstance(hook, AttentionAfter) for hook in last._forward_hooks.values())
+        if not hooked:
+            last.register_forward_hook(AttentionAfter(attention))
+    return model
+
+
 def residual_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The blocks of ``model`` that :func:`add_attention` knows, by name, in order."""
     return [(name, module) for name, module in model.named_modules() if _known(module) is not None]
@@ -106,7 +125,7 @@ def add_attention(
         where: ``"blocks"`` every known block (the papers: every ResNet block, every MobileNetV2 inverted residual
             with or without shortcut); ``"residual_blocks"`` only those with a shortcut.
         block_kwargs: per-block arguments from the block's output channels, e.g. ECA-MobileNetV2's official kernel
-            sizes ``lambda c: {"kernel_size": 1 if c <= 96 else 3}``.
+            sizes ``lambda c: {"kernel_size": 1 if c < 96 else 3}``.
         **kwargs: arguments of every block (``rd_ratio=1 / 8``, ``kernel_size=5``, ...); ECA without
             ``kernel_size`` takes the adaptive ``k = ψ(C)``.
 

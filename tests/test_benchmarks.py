@@ -487,11 +487,11 @@ def test_attention_cost_counts_each_block_and_gives_ratios_to_the_plain_network(
     # The blocks' own parameters over MobileNetV2's 17 block widths (official placement; r = 16; ECA k 1 / 3).
     widths = [16, 24, 24, 32, 32, 32, 64, 64, 64, 64, 96, 96, 96, 160, 160, 160, 320]
     se = sum(2 * c * (c // 16) + c // 16 + c for c in widths)
-    eca = sum(1 if c <= 96 else 3 for c in widths)
+    eca = sum(1 if c < 96 else 3 for c in widths)
     assert plain.params == 3_504_872
     assert (by_block["se"].params, by_block["eca"].params) == (plain.params + se, plain.params + eca)
     assert by_block["cbam"].params == plain.params + se + 17 * (2 * 7 * 7 + 2)
-    assert by_block["eca"].macs - plain.macs == sum(c * (1 if c <= 96 else 3) for c in widths)  # the 1-D convs
+    assert by_block["eca"].macs - plain.macs == sum(c * (1 if c < 96 else 3) for c in widths)  # the 1-D convs
     assert all(row.inference > 0 and row.training > 0 and row.missing is None for row in rows)
     out = capsys.readouterr().out
     lines = {

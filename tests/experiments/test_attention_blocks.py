@@ -101,8 +101,8 @@ def test_mobilenetv2_experiment_has_the_three_rows_and_the_eca_readme_numbers():
     assert experiment.variant("MobileNetV2").paper == () and experiment.variant("SE-MobileNetV2").paper == ()
     eca = {number.metric: number.value for number in experiment.variant("ECA-MobileNetV2").paper}
     assert eca == {"top1": 72.56, "top5": 90.81, "params_M": 3.34, "GFLOPs": 0.3199}
-    # The README's "3.34 M" is ECA-MobileNetV2's 3,504,897 parameters in units of 2^20.
-    assert round(3_504_897 / 2**20, 2) == eca["params_M"]
+    # The README's "3.34 M" is ECA-MobileNetV2's 3,504,903 parameters in units of 2^20.
+    assert round(3_504_903 / 2**20, 2) == eca["params_M"]
 
 
 def test_mobilenetv2_paper_recipe_is_mobilenetv2s_own():
@@ -125,7 +125,7 @@ def test_mobilenetv2_paper_recipe_is_mobilenetv2s_own():
     assert scheduler["interval"] == "epoch"
     assert (scheduler["scheduler"].step_size, scheduler["scheduler"].gamma) == (1, 0.98)
     assert module.network.drop_rate == 0.25
-    assert [m.kernel_size for m in module.network.modules() if isinstance(m, ECA)] == [1] * 13 + [3] * 4
+    assert [m.kernel_size for m in module.network.modules() if isinstance(m, ECA)] == [1] * 10 + [3] * 7
 
 
 def test_mobilenetv2_smoke_runs_record_top1(tmp_path):
@@ -199,3 +199,14 @@ def test_attention_key_is_only_for_experiments_whose_backbones_take_it(tmp_path,
     assert main([*argv, "--wandb", "disabled", "--set", "attention=se"]) == 2
     assert "has no key 'attention'" in capsys.readouterr().err
     assert not list(tmp_path.glob("attention_blocks.mobilenetv2/*/*/metrics.json"))
+
+
+def test_an_optional_key_set_to_its_default_leaves_the_recipe_and_run_id_as_they_were():
+    from experiments.runner import run_id
+
+    experiment = get_experiment("danet.ablation")
+    plain = experiment.recipe("smoke")
+    for overrides in ({"attention": None}, {"deterministic": False}):
+        assert experiment.recipe("smoke", overrides) == plain
+    assert run_id("smoke", experiment.recipe("smoke", {"attention": None}), 0) == run_id("smoke", plain, 0)
+    assert experiment.recipe("smoke", {"attention": "cbam"})["attention"] == "cbam"

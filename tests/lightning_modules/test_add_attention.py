@@ -367,3 +367,37 @@ def test_segmentation_networks_take_attention(network):
 def test_gscnn_with_wider_resnet_refuses_attention():
     with pytest.raises(ValueError, match="wider_resnet38 takes no attention blocks; use a timm backbone"):
         GSCNN(5, attention="se")
+
+
+def test_a_syncbatchnorm_conversion_keeps_the_attention_with_restore_attention_hooks():
+    from timm.layers import convert_sync_batchnorm
+
+    from lightning_modules.add_attention import restore_attention_hooks
+    from lightning_modules.classification_models import create_attention_mobilenetv2
+
+    torch.manual_seed(0)
+    model = create_attention_mobilenetv2("eca").eval()
+    for block in model.modules():
+        if isinstance(block, ECA):
+            torch.nn.init.normal_(block.conv.weight, std=3.0)  # gates far from 0.5: the attention matters
+    images = torch.randn(1, 3, 64, 64)
+    expected = model(images)
+    plain = create_attention_mobilenetv2(None).eval()
+    plain.load_state_dict(model.state_dict(), strict=False)
+    converted = convert_sync_batchnorm(model).eval()
+    assert torch.equal(converted(images), plain(images))  # the conversion drops the hooks with the BN layers
+    restore_attention_hooks(converted)
+    restore_attention_hooks(converted)  # a second call adds no second hook
+    assert torch.allclose(converted(images), expected, atol=1e-6)
+    assert not torch.allclose(expected, plain(images), atol=1e-3)
+
+
+def test_deeplabv3plus_takes_attention_in_its_encoder():
+    from lightning_modules.deeplab import DeepLabV3Plus
+
+    plain = DeepLabV3Plus(5, backbone="resnet18", output_stride=16)
+    with_eca = DeepLabV3Plus(5, backbone="resnet18", output_stride=16, attention="eca")
+    added = sum(p.numel() for p in with_eca.parameters()) - sum(p.numel() for p in plain.parameters())
+    k = {64: 3, 128: 5, 256: 5, 512: 5}  # ψ(C) of ResNet-18's stage widths
+    assert added == 2 * sum(k.values())
+    assert with_eca.eval()(torch.randn(1, 3, 64, 64))["out"].shape == (1, 5, 64, 64)

@@ -3,8 +3,8 @@
 The layer list is derived here from the inverted-residual table of BangguWu/ECANet ``models/eca_mobilenetv2.py``
 (a 3×3 stem 3 → 32 stride 2; per row (t, c, n, s), n blocks of: 1×1 expansion to t·in (when t ≠ 1), 3×3
 depthwise (stride s in the first block), 1×1 linear projection to c, each convolution without bias followed by a
-BatchNorm, then ECA with k = 1 for c ≤ 96 and 3 above; a 1×1 convolution to 1280; dropout 0.25; a linear
-classifier), and compared with ``create_attention_mobilenetv2`` (timm's ``mobilenetv2_100``).
+BatchNorm, then ECA with k = 1 for c < 96 and 3 from 96 (the current official code); a 1×1 convolution to 1280;
+dropout 0.25; a linear classifier), and compared with ``create_attention_mobilenetv2`` (timm's ``mobilenetv2_100``).
 """
 
 import math
@@ -84,7 +84,7 @@ def official_macs() -> int:
 
 
 def official_eca_k(channels: int) -> int:
-    return 1 if channels <= 96 else 3
+    return 1 if channels < 96 else 3
 
 
 def adaptive_k(channels: int) -> int:
@@ -135,19 +135,19 @@ def test_eca_mobilenetv2_counts():
     model = create_attention_mobilenetv2("eca", device="meta")
     ecas = [m for m in model.modules() if isinstance(m, ECA)]
     assert [m.channels for m in ecas] == WIDTHS
-    assert [m.kernel_size for m in ecas] == [official_eca_k(c) for c in WIDTHS] == [1] * 13 + [3] * 4
-    assert count(model) - 3_504_872 == sum(official_eca_k(c) for c in WIDTHS) == 25
-    assert count(model) == 3_504_897
+    assert [m.kernel_size for m in ecas] == [official_eca_k(c) for c in WIDTHS] == [1] * 10 + [3] * 7
+    assert count(model) - 3_504_872 == sum(official_eca_k(c) for c in WIDTHS) == 31
+    assert count(model) == 3_504_903
     # Each 1-D convolution slides k weights over a length-C sequence: C·k multiply-adds.
     extra = sum(c * official_eca_k(c) for c in WIDTHS)
-    assert extra == 1 * (16 + 2 * 24 + 3 * 32 + 4 * 64 + 3 * 96) + 3 * (3 * 160 + 320) == 3_104
+    assert extra == 1 * (16 + 2 * 24 + 3 * 32 + 4 * 64) + 3 * (3 * 96 + 3 * 160 + 320) == 3_680
     assert macs(model) == 300_774_272 + extra
 
 
 def test_eca_kernel_size_arguments():
     assert [eca_mobilenetv2_kernel_size(c) for c in (16, 96, 160, 320)] == [
         {"kernel_size": 1},
-        {"kernel_size": 1},
+        {"kernel_size": 3},
         {"kernel_size": 3},
         {"kernel_size": 3},
     ]
