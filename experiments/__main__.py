@@ -118,6 +118,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_root_option(submit)
     submit.add_argument("--split", default="test", choices=("val", "test"), help="split to predict (default: test)")
     submit.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    compare = commands.add_parser(
+        "compare", help="is a difference real? paired bootstrap of two rows' test scores over the images"
+    )
+    compare.add_argument("name", help="experiment name, see `list`")
+    compare.add_argument("row_a", help="variant A")
+    compare.add_argument("row_b", help="variant B")
+    compare.add_argument("--split", default="test", choices=("val", "test"), help="evaluated split (default: test)")
+    compare.add_argument(
+        "--metric", default="mIoU", help="mIoU (default), pixel_acc or boundary_F/<threshold>, e.g. boundary_F/0.00375"
+    )
+    compare.add_argument("--runs-dir", default="runs", help="results store (default: ./runs)")
+    compare.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default: 2000)")
+    compare.add_argument("--seed", type=int, default=0, help="seed of the resampling (default: 0)")
     add_data_parser(commands)
     return parser
 
@@ -242,6 +255,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                 announce=lambda line: print(line, flush=True),
             )
             print(format_evaluation(record))
+        elif args.command == "compare":
+            from experiments.base import get_experiment
+            from experiments.compare import compare_rows, format_comparison
+
+            experiment = get_experiment(args.name)
+            for row in (args.row_a, args.row_b):
+                experiment.variant(row)
+            result = compare_rows(
+                Path(args.runs_dir),
+                experiment.name,
+                args.row_a,
+                args.row_b,
+                args.split,
+                args.metric,
+                args.resamples,
+                args.seed,
+            )
+            print(format_comparison(experiment.name, args.row_a, args.row_b, args.split, result))
         elif args.command == "data":
             return run_data_command(args)
         elif args.command == "submit":

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 
 from datamodules.store.install import dataset_folder
 from experiments.base import check_recipe_value, get_experiment
 from experiments.builders import datamodule_class
 from experiments.results import describe_protocol, percent, write_json_atomic
+from experiments.run_folder import atomic_temp_file
 from lightning_modules.evaluation import evaluate_segmentation
 from lightning_modules.inference import COMBINES
 
@@ -159,7 +162,8 @@ def evaluate_checkpoint(
     overrides: Mapping[str, Any] | None = None,
     announce: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Rebuild the run's network, load its weights and score it on ``split``; writes ``eval-<split>.json``.
+    """Rebuild the run's network, load its weights and score it on ``split``; writes ``eval-<split>.json`` and the
+    per-image statistics ``eval-<split>.npz`` (:func:`write_per_image`), which ``compare`` resamples.
 
     ``overrides`` change the run's DataModule settings (:func:`eval_recipe`); ``announce`` receives the
     protocol (:func:`describe_evaluation`) before the evaluation starts.
@@ -186,7 +190,10 @@ def evaluate_checkpoint(
         predict_kwargs=inference,
         crop_factors=crop_factors,
         device=device,
+        per_image=True,
     )
+    folder = Path(ckpt).resolve().parent.parent
+    write_per_image(folder / f"eval-{split}.npz", result.pop("per_image"), datamodule.class_names)
     record = {
         "checkpoint": str(ckpt),
         "experiment": run["experiment"],
@@ -198,8 +205,22 @@ def evaluate_checkpoint(
         "device": torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu",
         **result,
     }
-    write_json_atomic(Path(ckpt).resolve().parent.parent / f"eval-{split}.json", record)
+    write_json_atomic(folder / f"eval-{split}.json", record)
     return record
+
+
+def write_per_image(path: Path, arrays: Mapping[str, Any], class_names: Sequence[str]) -> None:
+    """The per-image statistics of an evaluation (``evaluate_segmentation(..., per_image=True)``) as one
+    compressed ``.npz``, written to a temporary file and renamed: ``true_positive``, ``labelled``, ``predicted``
+    ``(N, K)``, ``boundary_F`` ``(N, T, K)``, ``has_label`` ``(N,)``, ``thresholds`` ``(T,)`` and ``class_names``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = atomic_temp_file(path)
+    try:
+        with open(tmp, "wb") as file:
+            np.savez_compressed(file, class_names=np.asarray(list(class_names)), **arrays)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def format_evaluation(record: Mapping[str, Any]) -> str:

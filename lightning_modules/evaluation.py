@@ -2,7 +2,10 @@
 
 - mIoU, pixel accuracy and per-class IoU over the whole split (:class:`SegmentationScores`);
 - the boundary F-score at 3 / 5 / 9 / 12 px (Gated-SCNN, Sec. 4.2; :class:`BoundaryFScore`);
-- Gated-SCNN's distance-based evaluation: mIoU on centre crops that zoom into the image.
+- Gated-SCNN's distance-based evaluation: mIoU on centre crops that zoom into the image;
+- optionally, the per-image sufficient statistics of these scores (:func:`per_image_counts` and the per-image
+  boundary F), from which any resample of the images gives its dataset-level scores (the paired bootstrap of
+  ``python -m experiments compare``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from tqdm.auto import tqdm
 from datamodules.transforms import resize_labels
 from lightning_modules.inference import predict
 from lightning_modules.metrics import BoundaryFScore, SegmentationScores
+from lightning_modules.metrics.boundary import boundary_f_scores
 
 CROP_FACTORS = (0, 100, 200, 300, 400)
 
@@ -52,6 +56,25 @@ def zoom_center(images: torch.Tensor, labels: torch.Tensor, crop: int) -> tuple[
     return zoomed, resize_labels(labels[:, window[0], window[1]], (height, width))
 
 
+def per_image_counts(
+    preds: torch.Tensor, labels: torch.Tensor, num_classes: int, ignore_index: int = 255
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per image and class: true positives, labelled pixels and predicted pixels, each int64 ``(B, K)``.
+
+    Pixels labelled ``ignore_index`` count in none of them. Summed over images they give the split's confusion
+    totals: IoU_c = Σ TP_c / Σ (labelled_c + predicted_c − TP_c), pixel accuracy = Σ TP / Σ labelled.
+
+    Shapes: ``preds``, ``labels`` integer ``(B, H, W)``.
+    """
+    batch = labels.shape[0]
+    valid = labels != ignore_index
+    # One bincount of (image, label, prediction) triples: each image's confusion matrix, rows = labels.
+    offsets = (torch.arange(batch, device=labels.device) * num_classes**2).view(batch, 1, 1)
+    cells = (offsets + labels.long() * num_classes + preds.long())[valid]
+    confusion = torch.bincount(cells, minlength=batch * num_classes**2).view(batch, num_classes, num_classes)
+    return confusion.diagonal(dim1=1, dim2=2), confusion.sum(dim=2), confusion.sum(dim=1)
+
+
 @torch.inference_mode()
 def evaluate_segmentation(
     network: nn.Module,
@@ -64,6 +87,7 @@ def evaluate_segmentation(
     ignore_index: int = 255,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    per_image: bool = False,
 ) -> dict[str, Any]:
     """Scores of ``network`` over ``batches`` of ``(images (B, 3, H, W), labels (B, H, W))``.
 
@@ -71,6 +95,11 @@ def evaluate_segmentation(
     ``flip``, ``window``...). Returns plain Python numbers: ``mIoU``, ``pixel_acc``,
     ``mean_class_acc``, ``iou_per_class``, ``boundary_F`` (threshold → mean F over classes),
     ``boundary_F_per_class`` and ``crop_factor_mIoU`` (crop → mIoU).
+
+    With ``per_image``, also ``"per_image"``: NumPy arrays over the ``N`` images in loader order,
+    ``true_positive`` / ``labelled`` / ``predicted`` int64 ``(N, K)`` (:func:`per_image_counts`), ``boundary_F``
+    float64 ``(N, T, K)`` and ``has_label`` bool ``(N,)`` (images with a labelled pixel, the ones the boundary F
+    averages over), and ``thresholds`` ``(T,)``.
     """
     predict_kwargs = dict(predict_kwargs or {"mode": "single"})
     names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
@@ -82,11 +111,17 @@ def evaluate_segmentation(
         crop: SegmentationScores(num_classes, ignore_index=ignore_index, validate_args=False).to(device)
         for crop in crop_factors
     }
+    kept: dict[str, list[torch.Tensor]] = {"true_positive": [], "labelled": [], "predicted": [], "boundary_F": []}
     for images, labels in tqdm(batches, desc="evaluate", disable=not progress):
         images, labels = images.to(device), labels.to(device)
         preds = predict(network, images, **predict_kwargs).argmax(dim=1)
         scores.update(preds, labels)
-        boundary.update(preds, labels)
+        f_scores = boundary_f_scores(preds, labels, num_classes, boundary.thresholds, ignore_index, validate_args=False)
+        boundary.update(preds, labels, scores=f_scores)
+        if per_image:
+            counts = (*per_image_counts(preds, labels, num_classes, ignore_index), f_scores)
+            for key, value in zip(kept, counts, strict=True):
+                kept[key].append(value.cpu())
         for crop, crop_scores in crops.items():
             if crop == 0:
                 crop_scores.update(preds, labels)
@@ -95,7 +130,14 @@ def evaluate_segmentation(
             crop_scores.update(predict(network, zoomed, **predict_kwargs).argmax(dim=1), zoomed_labels)
     result = scores.compute()
     boundary_result = boundary.compute()
+    per_image_fields = {}
+    if per_image:
+        arrays = {key: torch.cat(values).numpy() if values else None for key, values in kept.items()}
+        arrays["has_label"] = arrays["labelled"].sum(axis=1) > 0 if arrays["labelled"] is not None else None
+        arrays["thresholds"] = torch.tensor(boundary.thresholds, dtype=torch.float64).numpy()
+        per_image_fields["per_image"] = arrays
     return {
+        **per_image_fields,
         "mIoU": float(result["mIoU"]),
         "pixel_acc": float(result["pixel_acc"]),
         "mean_class_acc": float(result["mean_class_acc"]),

@@ -155,8 +155,12 @@ class BoundaryFScore(Metric):
         )
         self.add_state("num_images", torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
 
-    def update(self, preds: Tensor, target: Tensor) -> None:
-        """Add the F-scores of a batch of ``(B, H, W)`` ids or ``(B, K, H, W)`` scores and ``(B, H, W)`` targets."""
+    def update(self, preds: Tensor, target: Tensor, scores: Tensor | None = None) -> None:
+        """Add the F-scores of a batch of ``(B, H, W)`` ids or ``(B, K, H, W)`` scores and ``(B, H, W)`` targets.
+
+        ``scores``: the batch's ``(B, T, K)`` :func:`boundary_f_scores`, when the caller computed them already (to
+        keep them per image); images without a labelled pixel are left out either way.
+        """
         if preds.ndim == 4:
             if preds.shape[1] != self.num_classes:
                 raise ValueError(
@@ -164,9 +168,10 @@ class BoundaryFScore(Metric):
                     f"but K={preds.shape[1]} differs from num_classes={self.num_classes}"
                 )
             preds = preds.argmax(dim=1)
-        scores = boundary_f_scores(
-            preds, target, self.num_classes, self.thresholds, self.ignore_index, validate_args=self.validate_args
-        )
+        if scores is None:
+            scores = boundary_f_scores(
+                preds, target, self.num_classes, self.thresholds, self.ignore_index, validate_args=self.validate_args
+            )
         labelled = (target != self.ignore_index).flatten(1).any(dim=1)
         self.f_sum += scores[labelled].sum(dim=0)
         self.num_images += labelled.sum()
