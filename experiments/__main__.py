@@ -56,7 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--profile", default="small", choices=PROFILES, help="budget (default: small)")
     run.add_argument("--runs-dir", default="runs", help="results store (default: ./runs)")
     add_data_root_option(run)
-    run.add_argument("--seed", type=int, default=0, help="random seed of the run (default: 0; part of its run id)")
+    seeds = run.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=0, help="random seed of the run (default: 0; part of its run id)")
+    seeds.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        metavar="SEED",
+        help="train each variant once per seed, each into its own run folder; `table` shows mean ± sd over them",
+    )
     run.add_argument("--devices", default="auto", type=_devices, help="devices per node (Lightning DDP when > 1)")
     run.add_argument("--num-nodes", type=int, default=1, help="nodes (SLURM: one task per device)")
     run.add_argument("--wandb", default="offline", choices=WANDB_MODES, help="Weights & Biases mode (default: offline)")
@@ -187,14 +195,14 @@ def run(args: argparse.Namespace) -> None:
     overrides = dict(args.overrides)
     experiment.recipe(args.profile, overrides)
     records = []
-    for variant in variants:
+    for seed, variant in ((seed, variant) for seed in (args.seeds or [args.seed]) for variant in variants):
         status, record = run_variant(
             experiment,
             variant,
             args.profile,
             args.runs_dir,
             overrides,
-            args.seed,
+            seed,
             args.wandb,
             args.devices,
             args.num_nodes,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
@@ -354,6 +355,45 @@ def fit_time(record: Mapping[str, Any]) -> str:
     return f"{record['timings']['fit_seconds']:.0f}"
 
 
+def seed_groups(records: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
+    """Runs of one variant that differ only in their seed (same profile and recipe: the run id without its seed),
+    in the order of their first run."""
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for record in records:
+        profile, _, digest = str(record["run_id"]).split("-", 2)
+        groups.setdefault((profile, digest), []).append(record)
+    return list(groups.values())
+
+
+def mean_sd(values: Sequence[float | None]) -> str:
+    """``mean ± sd`` of the values (%; sd with n − 1) over the runs that have one, ``n = k`` when some lack it."""
+    present = [value for value in values if value is not None]
+    if not present:
+        return "—"
+    cell = f"{100 * statistics.fmean(present):.1f}"
+    if len(present) > 1:
+        cell += f" ± {100 * statistics.stdev(present):.1f}"
+    return cell + (f" (n = {len(present)})" if len(present) != len(values) else "")
+
+
+def seed_summary(
+    variant: Any, paper: str, runs: Sequence[Mapping[str, Any]], shown: Sequence[str], runs_dir: Path, experiment: Any
+) -> str:
+    """The table line of the mean ± standard deviation over the seeds of ``runs`` (two or more)."""
+    tested = [_eval_record(_eval_path(record, runs_dir)) or {} for record in runs]
+    boundary = [next(iter(test["boundary_F"].values())) if test else None for test in tested]
+    seeds = ", ".join(str(record["seed"]) for record in runs)
+    first = runs[0]
+    return (
+        f"| {variant.name}, mean ± sd of n = {len(runs)} seeds ({seeds}) | {paper} "
+        f"| {mean_sd([record['metrics'].get(f'val/{shown[0]}') for record in runs])} "
+        f"| {mean_sd([record['metrics'].get(f'val/{shown[1]}') for record in runs])} "
+        f"| {mean_sd([test.get('mIoU') for test in tested])} | {mean_sd([test.get('pixel_acc') for test in tested])} "
+        f"| {mean_sd(boundary)} | | {first['profile']} | {recipe_changes(experiment, first)} "
+        f"| {first['hardware']['device']} | |"
+    )
+
+
 def paper_table(experiment: Any, records: list[dict[str, Any]], runs_dir: str | os.PathLike) -> str:
     """Markdown: each variant's paper numbers beside every measured run, with its profile and hardware.
 
@@ -383,6 +423,9 @@ def paper_table(experiment: Any, records: list[dict[str, Any]], runs_dir: str | 
         runs = _by_profile(by_variant.get(variant.name, []))
         if not runs:
             lines.append(f"| {variant.name} | {paper} | not run | | | | | | | | | |")
+        for group in seed_groups(runs):
+            if len(group) > 1:
+                lines.append(seed_summary(variant, paper, group, (first, second), runs_dir, experiment))
         for record in runs:
             metrics = record["metrics"]
             path = _eval_path(record, runs_dir)

@@ -243,3 +243,37 @@ def test_the_main_tables_paper_cell_keeps_the_headline_numbers():
     assert results.paper_cell(numbers[1:], ("mIoU", "pixel_acc")) == "2 numbers below"
     assert results.paper_cell(numbers[:1], ("mIoU", "pixel_acc")) == "mIoU 80.8 (T1)"
     assert results.paper_cell((), ("mIoU", "pixel_acc")) == "—"
+
+
+def test_runs_over_seeds_get_a_mean_and_sd_row_and_one_seed_gets_none(tmp_path, capsys):
+    from experiments.__main__ import main
+    from experiments.results import load_records
+
+    argv = ["run", "quickstart", "--profile", "smoke", "--runs-dir", str(tmp_path), "--wandb", "disabled"]
+    assert main([*argv, "--seeds", "0", "1"]) == 0
+    folders = sorted(path.name for path in tmp_path.glob("quickstart/fcn/*") if path.is_dir())
+    assert [name.split("-")[1] for name in folders] == ["seed0", "seed1"]
+    records, _ = load_records(tmp_path, "quickstart")
+    values = [record["metrics"]["val/mIoU"] for record in sorted(records, key=lambda record: record["seed"])]
+    capsys.readouterr()
+    assert main(["table", "quickstart", "--runs-dir", str(tmp_path)]) == 0
+    (summary,) = [line for line in capsys.readouterr().out.splitlines() if "mean ± sd of n = 2 seeds (0, 1)" in line]
+    cells = [cell.strip() for cell in summary.split("|")[1:-1]]
+    mean = 100 * (values[0] + values[1]) / 2
+    sd = 100 * abs(values[0] - values[1]) / 2**0.5
+    assert cells[2] == f"{mean:.1f} ± {sd:.1f}"
+    assert main([*argv, "--seeds", "0"]) == 0  # finished before: skipped
+    single = tmp_path / "single"
+    assert main(["run", "quickstart", "--profile", "smoke", "--runs-dir", str(single), "--wandb", "disabled"]) == 0
+    capsys.readouterr()
+    assert main(["table", "quickstart", "--runs-dir", str(single)]) == 0
+    assert "mean ± sd" not in capsys.readouterr().out  # one seed: its value alone, never a ± 0
+
+
+def test_seed_and_seeds_are_exclusive():
+    import pytest
+
+    from experiments.__main__ import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "quickstart", "--seed", "1", "--seeds", "0", "1"])
