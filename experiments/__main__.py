@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     table = commands.add_parser("table", help="paper vs measured: markdown to stdout and a PNG bar chart")
     table.add_argument("name", help="experiment name, see `list`")
     table.add_argument("--runs-dir", default="runs", help="results store (default: ./runs)")
+    table.add_argument(
+        "--baseline", metavar="ROW", help="add Δ test mIoU vs this row with its 95 %% paired-bootstrap interval"
+    )
     evaluate = commands.add_parser("eval", help="score a checkpoint: mIoU, pixel accuracy, per-class IoU, boundary F")
     evaluate.add_argument(
         "--ckpt", required=True, help="a checkpoint written by `run` (runs/.../checkpoints/last.ckpt)"
@@ -229,6 +232,12 @@ def table(args: argparse.Namespace) -> None:
     print(f"\nchart: {path}" if path else f"\nno chart: {experiment.name} has no run and no paper number to plot yet.")
     for chart in experiment.extra_charts(records, Path(args.runs_dir) / experiment.name):
         print(f"chart: {chart}")
+    if args.baseline is not None:
+        from experiments.compare import baseline_table
+
+        experiment.variant(args.baseline)
+        print()
+        print(baseline_table(Path(args.runs_dir), experiment, args.baseline))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

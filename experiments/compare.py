@@ -221,3 +221,30 @@ def format_comparison(experiment: str, row_a: str, row_b: str, split: str, resul
             f"Welch t-interval [{100 * seeds.low:+.2f}, {100 * seeds.high:+.2f}].",
         ]
     return "\n".join(lines)
+
+
+def baseline_table(
+    runs_dir: Path, experiment: Any, baseline: str, split: str = "test", metric: str = "mIoU", resamples: int = 2000
+) -> str:
+    """Markdown: each row against ``baseline``, "Δ vs baseline [95 % CI]" of the paired bootstrap on the first seed
+    both ran with (rows without an evaluated run are listed as such), for ``table --baseline``."""
+    lines = [
+        f"Δ {split} {metric} vs {baseline}, percentage points [95 % paired-bootstrap interval], share of resamples won",
+        "",
+        f"| variant | Δ vs {baseline} [95 % CI] | wins | seed |",
+        "|---|---|---:|---:|",
+    ]
+    for variant in experiment.variants():
+        if variant.name == baseline:
+            continue
+        try:
+            result = compare_rows(runs_dir, experiment.name, variant.name, baseline, split, metric, resamples, 0)
+        except (FileNotFoundError, ValueError) as err:
+            lines.append(f"| {variant.name} | — ({str(err).split(':')[0]}) | | |")
+            continue
+        run_seed, pair = next(iter(result["pairs"].items()))
+        lines.append(
+            f"| {variant.name} | {100 * pair.difference:+.2f} [{100 * pair.low:+.2f}, {100 * pair.high:+.2f}] "
+            f"| {100 * pair.win_fraction:.1f} % | {run_seed} |"
+        )
+    return "\n".join(lines)

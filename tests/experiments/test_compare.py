@@ -162,3 +162,11 @@ def test_compare_command_after_eval_of_two_smoke_runs(tmp_path, capsys):
     assert cells[-1] == "50"
     assert main([*compare[:2], "DANet-R50", "no-such-row", "--runs-dir", str(tmp_path)]) == 2
     assert "has no variant 'no-such-row'" in capsys.readouterr().err
+    assert main(["table", "danet.ablation", "--runs-dir", str(tmp_path), "--baseline", "FCN-R50"]) == 0
+    table = capsys.readouterr().out
+    rows = [line for line in table.splitlines() if line.count("|") == 5]  # the baseline table: 4 columns
+    (danet,) = [line for line in rows if line.startswith("| DANet-R50 | ")]
+    difference = float(danet.split("|")[2].split("[")[0])
+    assert difference == pytest.approx(float(cells[4]), abs=0.006)  # the compare command's A − B
+    (pam,) = [line for line in rows if line.startswith("| PAM-R50 | —")]
+    assert "no finished run" in pam
