@@ -228,6 +228,11 @@ def table(args: argparse.Namespace) -> None:
     for problem in problems:
         print(f"warning: {problem} Left out of the table.", file=sys.stderr)
     print(paper_table(experiment, records, args.runs_dir))
+    from experiments.cost import format_cost_table
+
+    cost = format_cost_table(records)
+    if cost:
+        print(f"\nCost of each run (experiments/cost.py: measured during the run, on its hardware):\n\n{cost}")
     path = plot_paper_table(experiment, records, Path(args.runs_dir) / experiment.name / "table.png")
     print(f"\nchart: {path}" if path else f"\nno chart: {experiment.name} has no run and no paper number to plot yet.")
     for chart in experiment.extra_charts(records, Path(args.runs_dir) / experiment.name):

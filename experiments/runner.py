@@ -45,6 +45,7 @@ from timm.layers import convert_sync_batchnorm
 from datamodules.store.catalog import spec_for_data
 from datamodules.store.install import dataset_folder
 from experiments.base import Experiment, Variant
+from experiments.cost import RunCost
 from experiments.evaluate import load_checkpoint
 from experiments.progress import cpu_run_callbacks
 from experiments.results import CorruptRecordError, environment, git_state, read_record, write_json_atomic
@@ -475,6 +476,7 @@ def _train(
     loggers, media = _logging(run_dir, wandb, experiment, variant, recipe, datamodule)
     validated = ValidatedStep()
     fit_time = FitTime()
+    cost = RunCost()
     best = best_checkpoint(module, run_dir)
     trainer = L.Trainer(
         default_root_dir=run_dir,
@@ -489,6 +491,7 @@ def _train(
             RunState(run),
             fit_time,
             validated,
+            cost,
             *cpu_run_callbacks(experiment, variant, recipe),
             *media,
             *callbacks,
@@ -520,6 +523,7 @@ def _train(
             "checkpoint": str(best.best_model_path),
         }
     fields["data_folder"] = data_folder(datamodule)
+    fields["run_cost"] = cost.summary(trainer, module)
     record = _record(experiment, variant, recipe, seed, run_dir, trainer, module, code, fields)
     if trainer.is_global_zero:
         write_json_atomic(results, record)
