@@ -140,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--metric", default="mIoU", help="mIoU (default), pixel_acc or boundary_F/<threshold>, e.g. boundary_F/0.00375"
     )
     compare.add_argument("--runs-dir", default="runs", help="results store (default: ./runs)")
+    compare.add_argument("--profile", choices=PROFILES, help="the runs' profile (needed when a row has several)")
     compare.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default: 2000)")
     compare.add_argument("--seed", type=int, default=0, help="seed of the resampling (default: 0)")
     add_data_parser(commands)
@@ -293,6 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.metric,
                 args.resamples,
                 args.seed,
+                args.profile,
             )
             print(format_comparison(experiment.name, args.row_a, args.row_b, args.split, result))
         elif args.command == "data":

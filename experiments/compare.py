@@ -158,38 +158,85 @@ def seed_interval(values_a: Sequence[float], values_b: Sequence[float]) -> SeedI
     )
 
 
-def runs_of(runs_dir: Path, experiment: str, variant: str, split: str) -> dict[int, Path]:
-    """The ``eval-<split>.npz`` of each finished run of ``variant`` by seed (the latest record per seed)."""
+def runs_of(runs_dir: Path, experiment: str, variant: str, split: str, profile: str | None) -> dict[int, Path]:
+    """The ``eval-<split>.npz`` of each finished run of ``variant`` in ``profile``, by seed.
+
+    Raises:
+        FileNotFoundError: no finished run of the row (in that profile).
+        ValueError: runs in several profiles and no ``profile`` given, or two runs of one seed (other ``--set``
+            overrides), naming their run ids.
+    """
     from experiments.results import load_records
 
     records, _ = load_records(runs_dir, experiment)
+    records = [record for record in records if record["variant"] == variant]
+    profiles = sorted({record["profile"] for record in records})
+    if profile is None and len(profiles) > 1:
+        raise ValueError(f"{variant!r} has runs in the profiles {', '.join(profiles)}: pass --profile.")
+    records = [record for record in records if profile is None or record["profile"] == profile]
+    if not records:
+        where = f" in profile {profile}" if profile else ""
+        raise FileNotFoundError(f"no finished run of {experiment} / {variant}{where} under {runs_dir}.")
     found: dict[int, Path] = {}
     for record in records:
-        if record["variant"] == variant:
-            found[int(record["seed"])] = runs_dir / experiment / variant / record["run_id"] / f"eval-{split}.npz"
-    if not found:
-        raise FileNotFoundError(f"no finished run of {experiment} / {variant} under {runs_dir}.")
+        seed = int(record["seed"])
+        if seed in found:
+            raise ValueError(
+                f"{variant!r} has two runs of seed {seed} ({found[seed].parent.name}, {record['run_id']}), with "
+                "other settings: keep one of them in this results store."
+            )
+        found[seed] = runs_dir / experiment / variant / record["run_id"] / f"eval-{split}.npz"
     return found
 
 
+def evaluated_protocol(path: Path) -> dict[str, Any]:
+    """What the evaluation that wrote ``path`` scored: its protocol, dataset and evaluation size."""
+    import json
+
+    record = json.loads(path.with_suffix(".json").read_text())
+    return {key: record.get(key) for key in ("protocol", "data", "eval_short_side")}
+
+
 def compare_rows(
-    runs_dir: Path, experiment: str, row_a: str, row_b: str, split: str, metric: str, resamples: int, seed: int
+    runs_dir: Path,
+    experiment: str,
+    row_a: str,
+    row_b: str,
+    split: str,
+    metric: str,
+    resamples: int,
+    seed: int,
+    profile: str | None = None,
 ) -> dict[str, Any]:
-    """The paired bootstrap for each seed both rows ran with, and the seeds' t-interval (see the module docstring)."""
-    seeds_a, seeds_b = (runs_of(runs_dir, experiment, row, split) for row in (row_a, row_b))
-    common = sorted(set(seeds_a) & set(seeds_b))
+    """The paired bootstrap for each seed both rows ran with and evaluated, and the t-interval of the evaluated
+    seeds (see the module docstring). Both rows must have been evaluated with the same protocol."""
+    seeds_a, seeds_b = (runs_of(runs_dir, experiment, row, split, profile) for row in (row_a, row_b))
+    evaluated_a = {key: path for key, path in seeds_a.items() if path.is_file()}
+    evaluated_b = {key: path for key, path in seeds_b.items() if path.is_file()}
+    common = sorted(set(evaluated_a) & set(evaluated_b))
     if not common:
-        raise ValueError(
-            f"{row_a!r} ran with seeds {sorted(seeds_a)} and {row_b!r} with {sorted(seeds_b)}: none shared."
-        )
+        shared = sorted(set(seeds_a) & set(seeds_b))
+        if not shared:
+            raise ValueError(
+                f"{row_a!r} ran with seeds {sorted(seeds_a)} and {row_b!r} with {sorted(seeds_b)}: none shared."
+            )
+        for path in (seeds_a[shared[0]], seeds_b[shared[0]]):
+            load_statistics(path)  # the missing one: a FileNotFoundError naming the eval command
+    for key in common:
+        protocols = [evaluated_protocol(runs[key]) for runs in (evaluated_a, evaluated_b)]
+        if protocols[0] != protocols[1]:
+            raise ValueError(
+                f"seed {key}: {row_a!r} was evaluated with {protocols[0]} and {row_b!r} with {protocols[1]}: "
+                "evaluate both with the same protocol."
+            )
     pairs = {
         run_seed: paired_bootstrap(
-            load_statistics(seeds_a[run_seed]), load_statistics(seeds_b[run_seed]), metric, resamples, seed
+            load_statistics(evaluated_a[run_seed]), load_statistics(evaluated_b[run_seed]), metric, resamples, seed
         )
         for run_seed in common
     }
     values_a, values_b = (
-        [whole_split(load_statistics(path), metric) for path in runs.values()] for runs in (seeds_a, seeds_b)
+        [whole_split(load_statistics(path), metric) for path in runs.values()] for runs in (evaluated_a, evaluated_b)
     )
     return {"pairs": pairs, "seeds": seed_interval(values_a, values_b)}
 
@@ -224,7 +271,13 @@ def format_comparison(experiment: str, row_a: str, row_b: str, split: str, resul
 
 
 def baseline_table(
-    runs_dir: Path, experiment: Any, baseline: str, split: str = "test", metric: str = "mIoU", resamples: int = 2000
+    runs_dir: Path,
+    experiment: Any,
+    baseline: str,
+    split: str = "test",
+    metric: str = "mIoU",
+    resamples: int = 2000,
+    profile: str | None = None,
 ) -> str:
     """Markdown: each row against ``baseline``, "Δ vs baseline [95 % CI]" of the paired bootstrap on the first seed
     both ran with (rows without an evaluated run are listed as such), for ``table --baseline``."""
@@ -238,7 +291,9 @@ def baseline_table(
         if variant.name == baseline:
             continue
         try:
-            result = compare_rows(runs_dir, experiment.name, variant.name, baseline, split, metric, resamples, 0)
+            result = compare_rows(
+                runs_dir, experiment.name, variant.name, baseline, split, metric, resamples, 0, profile
+            )
         except (FileNotFoundError, ValueError) as err:
             lines.append(f"| {variant.name} | — ({str(err).split(':')[0]}) | | |")
             continue

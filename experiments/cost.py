@@ -8,8 +8,13 @@ memory, each labelled with the hardware it was measured on (``metrics.json``'s `
 - **Training images/s**: training images over the wall time spent inside training steps (from the batch's start
   to the end of its optimiser step), so data loading between steps and validation are left out.
 - **Inference images/s**: validation images over the wall time inside validation steps (sanity check excluded).
-- **Peak memory**: on CUDA ``torch.cuda.max_memory_allocated`` over the run; on a CPU the process's peak resident
-  set size (``ru_maxrss``), which includes the libraries and the data loader's buffers.
+- **Peak memory**: on CUDA ``torch.cuda.max_memory_allocated`` over the fit (reset when it starts); on a CPU the
+  process's peak resident set size (``ru_maxrss``), which includes the libraries, is never reset (several runs of
+  one command report the largest so far) and leaves out data-loader worker processes.
+
+Under DDP the figures are those of the first process (per device). A figure that cannot be measured (no validation
+batch, a forward pass that fails) is None; the count is one forward pass at the loader's size, not the evaluation
+protocol's sliding windows or scales.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import resource
 import sys
 import time
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,6 +47,10 @@ class RunCost(Callback):
         self.images = {"train": 0, "val": 0}
         self.started: float | None = None
         self.sample: torch.Tensor | None = None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.strategy.root_device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(trainer.strategy.root_device)
 
     def _start(self, trainer: L.Trainer) -> None:
         if trainer.strategy.root_device.type == "cuda":
@@ -115,13 +125,17 @@ def multiply_adds(module: L.LightningModule, image: torch.Tensor | None, device:
     if image is None:
         return None
     network = getattr(module, "network", module)
-    was_training = network.training
+    modes = {submodule: submodule.training for submodule in network.modules()}
     network.eval()
     try:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             network(image.to(device))
+    except (RuntimeError, ValueError) as err:  # out of memory, say: the record is worth more than this one figure
+        warnings.warn(f"multiply-adds not counted: {type(err).__name__}: {err}", stacklevel=2)
+        return None
     finally:
-        network.train(was_training)
+        for submodule, training in modes.items():
+            submodule.training = training
     return counter.get_total_flops() // 2
 
 

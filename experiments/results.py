@@ -360,8 +360,8 @@ def seed_groups(records: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str, 
     in the order of their first run."""
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for record in records:
-        profile, _, digest = str(record["run_id"]).split("-", 2)
-        groups.setdefault((profile, digest), []).append(record)
+        digest = str(record["run_id"]).rsplit("-", 1)[-1]  # <profile>-seed<seed>-<hash of the recipe>
+        groups.setdefault((record["profile"], digest), []).append(record)
     return list(groups.values())
 
 

@@ -170,3 +170,8 @@ def test_compare_command_after_eval_of_two_smoke_runs(tmp_path, capsys):
     assert difference == pytest.approx(float(cells[4]), abs=0.006)  # the compare command's A − B
     (pam,) = [line for line in rows if line.startswith("| PAM-R50 | —")]
     assert "no finished run" in pam
+    (checkpoint,) = tmp_path.glob("danet.ablation/FCN-R50/*/checkpoints/last.ckpt")
+    assert main(["eval", "--ckpt", str(checkpoint), "--device", "cpu", "--flip"]) == 0
+    capsys.readouterr()
+    assert main(compare) == 2
+    assert "evaluate both with the same protocol" in capsys.readouterr().err
