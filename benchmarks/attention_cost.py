@@ -36,7 +36,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as `python benchmarks/attention_cost.py`: make the packages importable
@@ -51,6 +50,7 @@ from benchmarks.common import (  # noqa: E402
     print_header,
     write_results,
 )
+from experiments.attention_blocks import count_macs  # noqa: E402
 from lightning_modules.classification_models import (  # noqa: E402
     create_attention_mobilenetv2,
     create_attention_resnet,
@@ -106,10 +106,8 @@ def build(model: str, attention: str, device: torch.device | str) -> nn.Module:
 
 def counts(model: str, attention: str, image_size: int) -> tuple[int, int]:
     """Parameters and multiply-adds of one image, counted on the meta device."""
-    network = build(model, attention, "meta").eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        network(torch.empty(1, 3, image_size, image_size, device="meta"))
-    return sum(p.numel() for p in network.parameters()), counter.get_total_flops() // 2
+    network = build(model, attention, "meta")
+    return sum(p.numel() for p in network.parameters()), count_macs(network, image_size)
 
 
 def inference_call(network: nn.Module, images: torch.Tensor) -> Callable[[], None]:

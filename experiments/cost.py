@@ -31,6 +31,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch.utils.flop_counter import FlopCounterMode
 
+from experiments.results import cpu_name
+
 
 def batch_images(batch: Any) -> torch.Tensor | None:
     """The images of a ``(images, targets)`` batch, or None for another layout."""
@@ -144,12 +146,6 @@ def peak_memory_mib(device: torch.device) -> float:
         return torch.cuda.max_memory_allocated(device) / 2**20
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
-
-
-def cpu_name() -> str:
-    import platform
-
-    return platform.processor() or platform.machine() or "CPU"
 
 
 def format_cost_table(records: list[Mapping[str, Any]]) -> str:

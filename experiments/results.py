@@ -53,6 +53,11 @@ def git_state() -> dict[str, Any]:
     return {"sha": sha, "dirty": dirty}
 
 
+def cpu_name() -> str:
+    """The processor's name as the platform reports it, else the machine type."""
+    return platform.processor() or platform.machine() or "CPU"
+
+
 def environment() -> dict[str, Any]:
     """Package versions and the hardware a number was measured on."""
     versions = {}
@@ -67,7 +72,7 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "hardware": {
             "device": device,
-            "cpu": platform.processor() or platform.machine(),
+            "cpu": cpu_name(),
             "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
         },
