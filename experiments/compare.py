@@ -207,9 +207,11 @@ def compare_rows(
     resamples: int,
     seed: int,
     profile: str | None = None,
+    max_pairs: int | None = None,
 ) -> dict[str, Any]:
-    """The paired bootstrap for each seed both rows ran with and evaluated, and the t-interval of the evaluated
-    seeds (see the module docstring). Both rows must have been evaluated with the same protocol."""
+    """The paired bootstrap for each seed both rows ran with and evaluated (the first ``max_pairs`` of them, all by
+    default), and the t-interval of the evaluated seeds (see the module docstring). Both rows must have been
+    evaluated with the same protocol."""
     seeds_a, seeds_b = (runs_of(runs_dir, experiment, row, split, profile) for row in (row_a, row_b))
     evaluated_a = {key: path for key, path in seeds_a.items() if path.is_file()}
     evaluated_b = {key: path for key, path in seeds_b.items() if path.is_file()}
@@ -229,14 +231,15 @@ def compare_rows(
                 f"seed {key}: {row_a!r} was evaluated with {protocols[0]} and {row_b!r} with {protocols[1]}: "
                 "evaluate both with the same protocol."
             )
+    loaded_a, loaded_b = (
+        {key: load_statistics(path) for key, path in runs.items()} for runs in (evaluated_a, evaluated_b)
+    )
     pairs = {
-        run_seed: paired_bootstrap(
-            load_statistics(evaluated_a[run_seed]), load_statistics(evaluated_b[run_seed]), metric, resamples, seed
-        )
-        for run_seed in common
+        run_seed: paired_bootstrap(loaded_a[run_seed], loaded_b[run_seed], metric, resamples, seed)
+        for run_seed in common[:max_pairs]
     }
     values_a, values_b = (
-        [whole_split(load_statistics(path), metric) for path in runs.values()] for runs in (evaluated_a, evaluated_b)
+        [whole_split(arrays, metric) for arrays in loaded.values()] for loaded in (loaded_a, loaded_b)
     )
     return {"pairs": pairs, "seeds": seed_interval(values_a, values_b)}
 
@@ -292,7 +295,7 @@ def baseline_table(
             continue
         try:
             result = compare_rows(
-                runs_dir, experiment.name, variant.name, baseline, split, metric, resamples, 0, profile
+                runs_dir, experiment.name, variant.name, baseline, split, metric, resamples, 0, profile, max_pairs=1
             )
         except (FileNotFoundError, ValueError) as err:
             lines.append(f"| {variant.name} | — ({str(err).split(':')[0]}) | | |")
