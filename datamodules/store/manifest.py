@@ -1,8 +1,8 @@
 """Checksum manifests: ``MANIFEST.tsv`` in a dataset folder, one line per file: path, size, SHA-256.
 
-The format (a header line ``path<TAB>size<TAB>sha256``, paths relative to the folder with ``/``) is the one of the
-folders under ``shared/data`` beside this repository. ``data prepare`` writes it once the folder is complete; ``data
-verify`` hashes every listed file again and reports each one missing or changed.
+The format: a header line ``path<TAB>size<TAB>sha256``, then one line per file, its path relative to the folder
+with ``/``. ``data prepare`` writes it once the folder is complete; ``data verify`` hashes every listed file again and
+reports each one missing or changed (a folder that ships its own ``MANIFEST.tsv`` in this format is checked as is).
 """
 
 from __future__ import annotations
