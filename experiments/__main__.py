@@ -88,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument(
         "--baseline", metavar="ROW", help="add Δ test mIoU vs this row with its 95 %% paired-bootstrap interval"
     )
+    table.add_argument(
+        "--summary",
+        action="store_true",
+        help="print only one table for a README: a line per row and recipe with n seeds, mean ± sd of the scores, "
+        "the Δ of --baseline and the cost columns; shared settings and hardware once above it",
+    )
     evaluate = commands.add_parser("eval", help="score a checkpoint: mIoU, pixel accuracy, per-class IoU, boundary F")
     evaluate.add_argument(
         "--ckpt", required=True, help="a checkpoint written by `run` (runs/.../checkpoints/last.ckpt)"
@@ -228,6 +234,13 @@ def table(args: argparse.Namespace) -> None:
     records, problems = load_records(args.runs_dir, experiment.name)
     for problem in problems:
         print(f"warning: {problem} Left out of the table.", file=sys.stderr)
+    if args.baseline is not None:
+        experiment.variant(args.baseline)
+    if args.summary:
+        from experiments.summary import summary_table
+
+        print(summary_table(experiment, records, args.runs_dir, args.baseline))
+        return
     print(paper_table(experiment, records, args.runs_dir))
     from experiments.cost import format_cost_table
 
@@ -241,7 +254,6 @@ def table(args: argparse.Namespace) -> None:
     if args.baseline is not None:
         from experiments.compare import baseline_table
 
-        experiment.variant(args.baseline)
         print()
         print(baseline_table(Path(args.runs_dir), experiment, args.baseline))
 

@@ -60,7 +60,11 @@ def wandb_tags(experiment: Experiment, recipe: Mapping[str, Any]) -> list[str]:
 def make_wandb_logger(
     mode: WandbMode, run_dir: Path, experiment: Experiment, variant: Variant, recipe: Mapping[str, Any]
 ) -> WandbLogger | None:
-    """A started ``WandbLogger``, or ``None`` when disabled or when W&B cannot start."""
+    """A started ``WandbLogger``, or ``None`` when disabled or when W&B cannot start.
+
+    The W&B run is named ``<variant> · <run folder>`` (``DANet-R50 · small-seed1-81969ba8``), so that the runs of one
+    row with other seeds or ``--set`` overrides tell themselves apart in the W&B table; the experiment is its group.
+    """
     if mode not in WANDB_MODES:
         raise ValueError(f"--wandb must be one of {', '.join(WANDB_MODES)}, got {mode!r}.")
     if mode == "disabled":
@@ -79,7 +83,7 @@ def make_wandb_logger(
     id_file.write_text(run_id)
     logger = WandbLogger(
         project=PROJECT,
-        name=variant.name,
+        name=f"{variant.name} · {run_dir.name}",
         group=experiment.name,
         tags=wandb_tags(experiment, recipe),
         config={"paper": experiment.paper, "table": experiment.table, **recipe},

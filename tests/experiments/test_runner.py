@@ -615,6 +615,7 @@ def test_wandb_starts_for_an_experiment_with_a_long_table_title(tmp_path):
             "offline", tmp_path, experiment, experiment.variant("DANet-R50"), experiment.recipe("smoke")
         )
     assert logger is not None and logger.experiment.config["table"] == experiment.table
+    assert logger.experiment.name == f"DANet-R50 · {tmp_path.name}"  # the run folder names the seed
     logger.experiment.finish()
 
 
