@@ -27,11 +27,17 @@ Arrays = Mapping[str, np.ndarray]
 RESAMPLE_BATCH = 100
 
 
+class MissingStatisticsError(FileNotFoundError):
+    """A run without the ``eval-<split>.npz`` that ``compare`` resamples (not evaluated, or evaluated before ``eval``
+    wrote one)."""
+
+
 def load_statistics(path: Path) -> dict[str, np.ndarray]:
-    """The arrays of an ``eval-<split>.npz``; a FileNotFoundError naming the ``eval`` command that writes it."""
+    """The arrays of an ``eval-<split>.npz``; a :class:`MissingStatisticsError` naming the ``eval`` command that
+    writes it."""
     if not path.is_file():
         checkpoint = path.parent / "checkpoints" / "last.ckpt"
-        raise FileNotFoundError(
+        raise MissingStatisticsError(
             f"{path} does not exist: run `python -m experiments eval --ckpt {checkpoint} --split "
             f"{path.stem.removeprefix('eval-')}` first (it writes the per-image statistics)."
         )

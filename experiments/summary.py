@@ -93,12 +93,14 @@ def cost_cells(runs: Sequence[Record]) -> list[str]:
 def _delta_cell(runs_dir: Path, experiment: Any, variant: str, baseline: str, profile: str) -> str:
     """Δ test mIoU vs ``baseline`` (points) with its 95 % paired-bootstrap interval on the first seed both rows ran
     with, and the Welch t-interval of the seed means when both have two or more evaluated seeds."""
-    from experiments.compare import compare_rows
+    from experiments.compare import MissingStatisticsError, compare_rows
 
     if variant == baseline:
         return "baseline"
     try:
         result = compare_rows(runs_dir, experiment.name, variant, baseline, "test", "mIoU", 2000, 0, profile, 1)
+    except MissingStatisticsError:
+        return "— (no per-image test statistics: `eval` the runs)"
     except (FileNotFoundError, ValueError) as err:
         return f"— ({str(err).split(':')[0]})"
     run_seed, pair = next(iter(result["pairs"].items()))
@@ -135,7 +137,7 @@ def summary_table(experiment: Any, records: Sequence[Record], runs_dir: str | Pa
             line = {
                 "row": variant.name,
                 "profile": group[0]["profile"],
-                "settings": recipe_changes(experiment, group[0]),
+                "settings": recipe_changes(experiment, group[0]).replace("—", "none: the profile's recipe"),
                 "test protocol": "; ".join(
                     sorted(
                         {
@@ -158,11 +160,12 @@ def summary_table(experiment: Any, records: Sequence[Record], runs_dir: str | Pa
                 line["delta"] = _delta_cell(runs_dir, experiment, variant.name, baseline, group[0]["profile"])
             line.update(zip(COST, cost_cells(group), strict=True))
             lines.append(line)
+    # A setting no line has ("—" everywhere) is left out rather than captioned.
     shared = [key for key in CONTEXT if len({line[key] for line in lines}) == 1]
     columns = ["row", *(key for key in CONTEXT if key not in shared), "n", "seeds", *(h for h, _ in scores)]
     columns += ["delta"] * (baseline is not None) + list(COST)
     titles = {"delta": f"Δ test mIoU vs {baseline} [95 % CI]"}
-    caption = [f"- {key}: {lines[0][key]}" for key in shared]
+    caption = [f"- {key}: {lines[0][key]}" for key in shared if lines[0][key] != "—"]
     out = [f"{experiment.name}: {experiment.paper}, {experiment.table}", "", *caption, ""]
     out.append("| " + " | ".join(titles.get(column, column) for column in columns) + " |")
     out.append("|" + "|".join("---" if column in TEXT_COLUMNS else "---:" for column in columns) + "|")

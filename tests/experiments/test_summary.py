@@ -130,6 +130,10 @@ def test_the_summary_gives_n_mean_sd_delta_and_cost_of_each_row(tmp_path):
     assert "- memory: process peak RSS" in table.splitlines()
     assert "- evaluation size: 240×320" in table.splitlines()
     assert "- test protocol: single scale, full resolution" in table.splitlines()
+    assert "- settings: none: the profile's recipe" in table.splitlines()
+    next(tmp_path.glob("danet.ablation/FCN-R50/*/eval-test.npz")).unlink()  # evaluated before eval kept them
+    table = summary_table(experiment, records, tmp_path, baseline="FCN-R50")
+    assert row(table, "DANet-R50")[7] == "— (no per-image test statistics: `eval` the runs)"
 
 
 def test_settings_that_differ_between_lines_become_columns(tmp_path):
@@ -162,3 +166,11 @@ def test_the_command_prints_the_summary_and_refuses_an_empty_store(tmp_path, cap
     assert "no finished run of danet.ablation" in capsys.readouterr().err
     assert main(["table", "danet.ablation", "--runs-dir", str(tmp_path), "--summary", "--baseline", "FCN"]) == 2
     assert "has no variant 'FCN'" in capsys.readouterr().err
+
+
+def test_a_setting_no_line_has_is_neither_captioned_nor_a_column(tmp_path):
+    write_run(tmp_path, "FCN-R50", 0, 0.41, 0.3, None)
+    records, _ = load_records(tmp_path, "danet.ablation")
+    table = summary_table(get_experiment("danet.ablation"), records, tmp_path)
+    assert not [line for line in table.splitlines() if line.startswith(("- memory", "- evaluation size"))]
+    assert header(table)[:3] == ["row", "n", "seeds"]
