@@ -1,11 +1,12 @@
 """``python -m experiments table NAME --summary``: one table per experiment for a README, from the results store.
 
-One line per row and recipe (the runs of a row that differ only in their seed are one line): the number of seeds
-n, the scores (mean ± standard deviation over the seeds when n > 1, the value alone when n = 1), with ``--baseline
-ROW`` the test-mIoU difference to that row with its 95 % paired-bootstrap interval (:mod:`experiments.compare`), and
-what the runs cost (:mod:`experiments.cost`). Settings shared by every line (profile, ``--set`` overrides, test
-protocol, evaluation size, hardware) are printed once above the table, those that differ as columns, so that each
-number still carries the profile and hardware it was measured with.
+One line per row and recipe (the runs of a row that differ only in their seed are one line): the paper's headline
+number of the row (mIoU or top-1, with its source), the number of seeds n, the scores (mean ± standard deviation
+over the seeds when n > 1, the value alone when n = 1), with ``--baseline ROW`` the test-mIoU difference to that
+row with its 95 % paired-bootstrap interval (:mod:`experiments.compare`), and what the runs cost
+(:mod:`experiments.cost`). Settings shared by every line (profile, ``--set`` overrides, test protocol, evaluation
+size, hardware, kind of memory) are printed once above the table, those that differ as columns, so that each number
+still carries the profile and hardware it was measured with.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from experiments.results import (
     _eval_path,
     _eval_record,
     _test_protocol,
+    describe_paper_numbers,
     fit_time,
     mean_sd,
     recipe_changes,
@@ -30,7 +32,7 @@ Record = Mapping[str, Any]
 # Settings of a line: a caption above the table when every line shares them, else a column.
 CONTEXT = ("profile", "settings", "test protocol", "evaluation size", "hardware", "memory")
 COST = ("params (M)", "GMACs / image", "train img/s", "inference img/s", "peak memory (MiB)", "fit (min)")
-TEXT_COLUMNS = ("row", "seeds", "delta", *CONTEXT)
+TEXT_COLUMNS = ("row", "paper", "seeds", "delta", *CONTEXT)
 
 
 def hardware_label(record: Record) -> str:
@@ -136,6 +138,7 @@ def summary_table(experiment: Any, records: Sequence[Record], runs_dir: str | Pa
             sizes = {"×".join(map(str, cost["eval_size"])) for cost in costs if cost.get("eval_size")}
             line = {
                 "row": variant.name,
+                "paper": describe_paper_numbers([number for number in variant.paper if number.metric == first]),
                 "profile": group[0]["profile"],
                 "settings": recipe_changes(experiment, group[0]).replace("—", "none: the profile's recipe"),
                 "test protocol": "; ".join(
@@ -162,7 +165,7 @@ def summary_table(experiment: Any, records: Sequence[Record], runs_dir: str | Pa
             lines.append(line)
     # A setting no line has ("—" everywhere) is left out rather than captioned.
     shared = [key for key in CONTEXT if len({line[key] for line in lines}) == 1]
-    columns = ["row", *(key for key in CONTEXT if key not in shared), "n", "seeds", *(h for h, _ in scores)]
+    columns = ["row", "paper", *(key for key in CONTEXT if key not in shared), "n", "seeds", *(h for h, _ in scores)]
     columns += ["delta"] * (baseline is not None) + list(COST)
     titles = {"delta": f"Δ test mIoU vs {baseline} [95 % CI]"}
     caption = [f"- {key}: {lines[0][key]}" for key in shared if lines[0][key] != "—"]

@@ -264,7 +264,7 @@ def test_runs_over_seeds_get_a_mean_and_sd_row_and_one_seed_gets_none(tmp_path, 
     assert cells[2] == f"{mean:.1f} ± {sd:.1f}"
     assert main(["table", "quickstart", "--runs-dir", str(tmp_path), "--summary"]) == 0
     (line,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| fcn |")]
-    assert [cell.strip() for cell in line.split("|")[2:5]] == ["2", "0, 1", f"{mean:.1f} ± {sd:.1f}"]
+    assert [cell.strip() for cell in line.split("|")[3:6]] == ["2", "0, 1", f"{mean:.1f} ± {sd:.1f}"]
     assert main([*argv, "--seeds", "0"]) == 0  # finished before: skipped
     single = tmp_path / "single"
     assert main(["run", "quickstart", "--profile", "smoke", "--runs-dir", str(single), "--wandb", "disabled"]) == 0
@@ -274,7 +274,7 @@ def test_runs_over_seeds_get_a_mean_and_sd_row_and_one_seed_gets_none(tmp_path, 
     assert main(["table", "quickstart", "--runs-dir", str(single), "--summary"]) == 0
     (line,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| fcn |")]
     (record,), _ = load_records(single, "quickstart")
-    assert [cell.strip() for cell in line.split("|")[2:5]] == ["1", "0", f"{100 * record['metrics']['val/mIoU']:.1f}"]
+    assert [cell.strip() for cell in line.split("|")[3:6]] == ["1", "0", f"{100 * record['metrics']['val/mIoU']:.1f}"]
 
 
 def test_seed_and_seeds_are_exclusive():

@@ -101,10 +101,12 @@ def test_the_summary_gives_n_mean_sd_delta_and_cost_of_each_row(tmp_path):
     records, _ = load_records(tmp_path, "danet.ablation")
     table = summary_table(experiment, records, tmp_path, baseline="FCN-R50")
     titles = header(table)
-    assert titles[:7] == ["row", "n", "seeds", "val mIoU", "test mIoU", "test pixel acc", "test boundary F"]
-    assert titles[7] == "Δ test mIoU vs FCN-R50 [95 % CI]"
+    assert titles[:8] == ["row", "paper", "n", "seeds", "val mIoU", "test mIoU", "test pixel acc", "test boundary F"]
+    assert titles[8] == "Δ test mIoU vs FCN-R50 [95 % CI]"
     assert all(f"| {name} |" not in table for name in ("PAM-R50", "CAM-R50"))  # not run: left out
     danet_row, fcn_row = row(table, "DANet-R50"), row(table, "FCN-R50")
+    assert danet_row.pop(1) == "mIoU 76.34 (Table 1 [mem])"  # the paper's headline number of the row
+    fcn_row.pop(1)
     assert danet_row[1:3] == ["2", "0, 1"] and fcn_row[1:3] == ["1", "0"]
     assert danet_row[3] == f"{100 * statistics.fmean([0.40, 0.43]):.1f} ± {100 * statistics.stdev([0.40, 0.43]):.1f}"
     assert fcn_row[3] == "41.0"  # one seed: its value, no ± 0
@@ -116,7 +118,7 @@ def test_the_summary_gives_n_mean_sd_delta_and_cost_of_each_row(tmp_path):
     low, high = (float(value) for value in interval.split("]")[0].split(", "))
     assert 0 < low <= float(difference) <= high and danet_row[7].endswith("(seed 0)")
     assert fcn_row[7] == "baseline"
-    costs = dict(zip(titles[8:], danet_row[8:], strict=True))
+    costs = dict(zip(titles[9:], danet_row[8:], strict=True))
     assert costs == {
         "params (M)": "3.19",
         "GMACs / image": "1.11",
@@ -133,7 +135,7 @@ def test_the_summary_gives_n_mean_sd_delta_and_cost_of_each_row(tmp_path):
     assert "- settings: none: the profile's recipe" in table.splitlines()
     next(tmp_path.glob("danet.ablation/FCN-R50/*/eval-test.npz")).unlink()  # evaluated before eval kept them
     table = summary_table(experiment, records, tmp_path, baseline="FCN-R50")
-    assert row(table, "DANet-R50")[7] == "— (no per-image test statistics: `eval` the runs)"
+    assert row(table, "DANet-R50")[8] == "— (no per-image test statistics: `eval` the runs)"
 
 
 def test_settings_that_differ_between_lines_become_columns(tmp_path):
@@ -143,11 +145,11 @@ def test_settings_that_differ_between_lines_become_columns(tmp_path):
     records, _ = load_records(tmp_path, "danet.ablation")
     table = summary_table(get_experiment("danet.ablation"), records, tmp_path)
     titles = header(table)
-    assert titles[:6] == ["row", "settings", "evaluation size", "hardware", "memory", "n"]
+    assert titles[:7] == ["row", "paper", "settings", "evaluation size", "hardware", "memory", "n"]
     assert "Δ" not in " ".join(titles)  # no baseline asked for
     danet_row = dict(zip(titles, row(table, "DANet-R50"), strict=True))
     assert danet_row["hardware"] == "4 × NVIDIA H200" and danet_row["settings"] == "max_epochs=2"
-    assert row(table, "FCN-R50")[3] == "2-core x86_64 CPU, 1 thread"
+    assert row(table, "FCN-R50")[4] == "2-core x86_64 CPU, 1 thread"
     # A run made before costs were recorded: no number made up.
     assert [danet_row[key] for key in ("params (M)", "train img/s", "peak memory (MiB)")] == ["—"] * 3
     assert danet_row["fit (min)"] == "10"
@@ -173,4 +175,4 @@ def test_a_setting_no_line_has_is_neither_captioned_nor_a_column(tmp_path):
     records, _ = load_records(tmp_path, "danet.ablation")
     table = summary_table(get_experiment("danet.ablation"), records, tmp_path)
     assert not [line for line in table.splitlines() if line.startswith(("- memory", "- evaluation size"))]
-    assert header(table)[:3] == ["row", "n", "seeds"]
+    assert header(table)[:4] == ["row", "paper", "n", "seeds"]
