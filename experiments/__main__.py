@@ -86,7 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("name", help="experiment name, see `list`")
     table.add_argument("--runs-dir", default="runs", help="results store (default: ./runs)")
     table.add_argument(
-        "--baseline", metavar="ROW", help="add Δ test mIoU vs this row with its 95 %% paired-bootstrap interval"
+        "--baseline",
+        metavar="ROW",
+        help="add the summary table (--summary) with each line's Δ test mIoU vs this row's line of the same settings "
+        "and its 95 %% paired-bootstrap interval",
     )
     table.add_argument(
         "--summary",
@@ -252,10 +255,10 @@ def table(args: argparse.Namespace) -> None:
     for chart in experiment.extra_charts(records, Path(args.runs_dir) / experiment.name):
         print(f"chart: {chart}")
     if args.baseline is not None:
-        from experiments.compare import baseline_table
+        from experiments.summary import summary_table
 
         print()
-        print(baseline_table(Path(args.runs_dir), experiment, args.baseline))
+        print(summary_table(experiment, records, args.runs_dir, args.baseline))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

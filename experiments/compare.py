@@ -164,13 +164,17 @@ def seed_interval(values_a: Sequence[float], values_b: Sequence[float]) -> SeedI
     )
 
 
+class ProtocolMismatchError(ValueError):
+    """Two rows evaluated with other test protocols (multi-scale, flip, sliding windows, size or data)."""
+
+
 def runs_of(runs_dir: Path, experiment: str, variant: str, split: str, profile: str | None) -> dict[int, Path]:
     """The ``eval-<split>.npz`` of each finished run of ``variant`` in ``profile``, by seed.
 
     Raises:
         FileNotFoundError: no finished run of the row (in that profile).
-        ValueError: runs in several profiles and no ``profile`` given, or two runs of one seed (other ``--set``
-            overrides), naming their run ids.
+        ValueError: runs in several profiles and no ``profile`` given, or runs with other settings (``--set``
+            overrides; their seeds would be compared as if they were one recipe), naming their run ids.
     """
     from experiments.results import load_records
 
@@ -183,23 +187,29 @@ def runs_of(runs_dir: Path, experiment: str, variant: str, split: str, profile: 
     if not records:
         where = f" in profile {profile}" if profile else ""
         raise FileNotFoundError(f"no finished run of {experiment} / {variant}{where} under {runs_dir}.")
-    found: dict[int, Path] = {}
-    for record in records:
-        seed = int(record["seed"])
-        if seed in found:
-            raise ValueError(
-                f"{variant!r} has two runs of seed {seed} ({found[seed].parent.name}, {record['run_id']}), with "
-                "other settings: keep one of them in this results store."
-            )
-        found[seed] = runs_dir / experiment / variant / record["run_id"] / f"eval-{split}.npz"
-    return found
+    recipes = sorted({str(record["run_id"]).rsplit("-", 1)[-1] for record in records})
+    if len(recipes) > 1:
+        raise ValueError(
+            f"{variant!r} has runs with other settings ({', '.join(sorted(r['run_id'] for r in records))}): compare "
+            "needs one recipe per row; move the others to another --runs-dir (`table --summary` pairs them by "
+            "settings)."
+        )
+    return {int(record["seed"]): evaluation_path(runs_dir, record, split) for record in records}
+
+
+def evaluation_path(runs_dir: Path, record: Mapping[str, Any], split: str) -> Path:
+    """The ``eval-<split>.npz`` of the run ``record`` in ``runs_dir``."""
+    return runs_dir / record["experiment"] / record["variant"] / record["run_id"] / f"eval-{split}.npz"
 
 
 def evaluated_protocol(path: Path) -> dict[str, Any]:
     """What the evaluation that wrote ``path`` scored: its protocol, dataset and evaluation size."""
     import json
 
-    record = json.loads(path.with_suffix(".json").read_text())
+    json_path = path.with_suffix(".json")
+    if not json_path.is_file():
+        raise MissingStatisticsError(f"{json_path} does not exist beside {path.name}: run `eval` again.")
+    record = json.loads(json_path.read_text())
     return {key: record.get(key) for key in ("protocol", "data", "eval_short_side")}
 
 
@@ -215,26 +225,52 @@ def compare_rows(
     profile: str | None = None,
     max_pairs: int | None = None,
 ) -> dict[str, Any]:
-    """The paired bootstrap for each seed both rows ran with and evaluated (the first ``max_pairs`` of them, all by
-    default), and the t-interval of the evaluated seeds (see the module docstring). Both rows must have been
-    evaluated with the same protocol."""
+    """:func:`compare_runs` of the runs of two rows in ``runs_dir`` (:func:`runs_of`)."""
     seeds_a, seeds_b = (runs_of(runs_dir, experiment, row, split, profile) for row in (row_a, row_b))
-    evaluated_a = {key: path for key, path in seeds_a.items() if path.is_file()}
-    evaluated_b = {key: path for key, path in seeds_b.items() if path.is_file()}
+    return compare_runs(seeds_a, seeds_b, (row_a, row_b), metric, resamples, seed, max_pairs)
+
+
+def compare_runs(
+    seeds_a: Mapping[int, Path],
+    seeds_b: Mapping[int, Path],
+    names: tuple[str, str],
+    metric: str,
+    resamples: int,
+    seed: int,
+    max_pairs: int | None = None,
+) -> dict[str, Any]:
+    """The paired bootstrap for each seed both sides ran with and evaluated (the first ``max_pairs`` of them, all by
+    default), and the t-interval of the evaluated seeds (see the module docstring).
+
+    Args:
+        seeds_a, seeds_b: each side's ``eval-<split>.npz`` by seed (some may not exist yet).
+        names: the two rows' names, for messages.
+
+    Returns:
+        ``{"pairs": {seed: PairedBootstrap}, "seeds": SeedInterval | None}``.
+
+    Raises:
+        ValueError: no seed shared by the two sides.
+        MissingStatisticsError: a shared seed, but no side has both evaluations of one; naming the ``eval`` command.
+        ProtocolMismatchError: the two sides of a seed were evaluated with other protocols.
+    """
+    evaluated_a, evaluated_b = (
+        {key: path for key, path in runs.items() if path.is_file()} for runs in (seeds_a, seeds_b)
+    )
     common = sorted(set(evaluated_a) & set(evaluated_b))
     if not common:
         shared = sorted(set(seeds_a) & set(seeds_b))
         if not shared:
             raise ValueError(
-                f"{row_a!r} ran with seeds {sorted(seeds_a)} and {row_b!r} with {sorted(seeds_b)}: none shared."
+                f"{names[0]!r} ran with seeds {sorted(seeds_a)} and {names[1]!r} with {sorted(seeds_b)}: none shared."
             )
         for path in (seeds_a[shared[0]], seeds_b[shared[0]]):
-            load_statistics(path)  # the missing one: a FileNotFoundError naming the eval command
+            load_statistics(path)  # the missing one: a MissingStatisticsError naming the eval command
     for key in common:
         protocols = [evaluated_protocol(runs[key]) for runs in (evaluated_a, evaluated_b)]
         if protocols[0] != protocols[1]:
-            raise ValueError(
-                f"seed {key}: {row_a!r} was evaluated with {protocols[0]} and {row_b!r} with {protocols[1]}: "
+            raise ProtocolMismatchError(
+                f"seed {key}: {names[0]!r} was evaluated with {protocols[0]} and {names[1]!r} with {protocols[1]}: "
                 "evaluate both with the same protocol."
             )
     loaded_a, loaded_b = (
@@ -276,39 +312,4 @@ def format_comparison(experiment: str, row_a: str, row_b: str, split: str, resul
             f"Seed means ({seeds.seeds_a} and {seeds.seeds_b} runs): A − B = {100 * seeds.difference:+.2f}, 95 % "
             f"Welch t-interval [{100 * seeds.low:+.2f}, {100 * seeds.high:+.2f}].",
         ]
-    return "\n".join(lines)
-
-
-def baseline_table(
-    runs_dir: Path,
-    experiment: Any,
-    baseline: str,
-    split: str = "test",
-    metric: str = "mIoU",
-    resamples: int = 2000,
-    profile: str | None = None,
-) -> str:
-    """Markdown: each row against ``baseline``, "Δ vs baseline [95 % CI]" of the paired bootstrap on the first seed
-    both ran with (rows without an evaluated run are listed as such), for ``table --baseline``."""
-    lines = [
-        f"Δ {split} {metric} vs {baseline}, percentage points [95 % paired-bootstrap interval], share of resamples won",
-        "",
-        f"| variant | Δ vs {baseline} [95 % CI] | wins | seed |",
-        "|---|---|---:|---:|",
-    ]
-    for variant in experiment.variants():
-        if variant.name == baseline:
-            continue
-        try:
-            result = compare_rows(
-                runs_dir, experiment.name, variant.name, baseline, split, metric, resamples, 0, profile, max_pairs=1
-            )
-        except (FileNotFoundError, ValueError) as err:
-            lines.append(f"| {variant.name} | — ({str(err).split(':')[0]}) | | |")
-            continue
-        run_seed, pair = next(iter(result["pairs"].items()))
-        lines.append(
-            f"| {variant.name} | {100 * pair.difference:+.2f} [{100 * pair.low:+.2f}, {100 * pair.high:+.2f}] "
-            f"| {100 * pair.win_fraction:.1f} % | {run_seed} |"
-        )
     return "\n".join(lines)

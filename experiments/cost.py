@@ -9,8 +9,9 @@ memory, each labelled with the hardware it was measured on (``metrics.json``'s `
   to the end of its optimiser step), so data loading between steps and validation are left out.
 - **Inference images/s**: validation images over the wall time inside validation steps (sanity check excluded).
 - **Peak memory**: on CUDA ``torch.cuda.max_memory_allocated`` over the fit (reset when it starts); on a CPU the
-  process's peak resident set size (``ru_maxrss``), which includes the libraries, is never reset (several runs of
-  one command report the largest so far) and leaves out data-loader worker processes.
+  process's peak resident set size, which includes the libraries and leaves out data-loader worker processes: on
+  Linux ``VmHWM`` of ``/proc/self/status``, reset when the fit starts (``/proc/self/clear_refs``), so that each run
+  of ``--seeds`` reports its own; elsewhere ``ru_maxrss``, the process's peak since it started.
 
 Under DDP the figures are those of the first process (per device). A figure that cannot be measured (no validation
 batch, a forward pass that fails) is None; the count is one forward pass at the loader's size, not the evaluation
@@ -19,11 +20,13 @@ protocol's sliding windows or scales.
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import sys
 import time
 import warnings
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -51,8 +54,7 @@ class RunCost(Callback):
         self.sample: torch.Tensor | None = None
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.strategy.root_device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(trainer.strategy.root_device)
+        reset_peak_memory(trainer.strategy.root_device)
 
     def _start(self, trainer: L.Trainer) -> None:
         if trainer.strategy.root_device.type == "cuda":
@@ -141,9 +143,30 @@ def multiply_adds(module: L.LightningModule, image: torch.Tensor | None, device:
     return counter.get_total_flops() // 2
 
 
+LINUX_STATUS = Path("/proc/self/status")
+LINUX_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start the peak-memory count now: CUDA's allocator statistics, or on Linux the process's ``VmHWM``."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    # Not Linux, or /proc read-only: peak_memory_mib falls back to ru_maxrss, the peak since the process started.
+    with contextlib.suppress(OSError):
+        LINUX_CLEAR_REFS.write_text("5")  # "5" resets the peak resident set size (proc(5))
+
+
 def peak_memory_mib(device: torch.device) -> float:
+    """Peak memory in MiB since :func:`reset_peak_memory` (module docstring)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        for line in LINUX_STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**10  # kB
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
 

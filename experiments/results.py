@@ -274,11 +274,13 @@ def _paper_value(variant: Any, metric: str) -> float | None:
     return next((n.value for n in variant.paper if n.metric == metric), None)
 
 
-def _eval_path(record: Mapping[str, Any], runs_dir: Path) -> Path:
+def eval_json_path(record: Mapping[str, Any], runs_dir: Path) -> Path:
+    """The ``eval-test.json`` of the run ``record`` in ``runs_dir`` (it may not exist)."""
     return runs_dir / record["experiment"] / record["variant"] / record["run_id"] / "eval-test.json"
 
 
-def _eval_record(path: Path) -> dict[str, Any] | None:
+def read_eval(path: Path) -> dict[str, Any] | None:
+    """The evaluation record in ``path``, None when it is missing or not valid JSON."""
     if not path.is_file():
         return None
     try:
@@ -317,7 +319,12 @@ def describe_protocol(protocol: Mapping[str, Any], eval_short_side: int | None) 
     return ", ".join(part for part in parts if part)
 
 
-def _test_protocol(tested: Mapping[str, Any], record: Mapping[str, Any], path: Path) -> str:
+def protocol_text(tested: Mapping[str, Any], record: Mapping[str, Any], path: Path) -> str:
+    """:func:`describe_protocol` of the evaluation ``tested`` (read from ``path``) of the run ``record``.
+
+    Raises:
+        ValueError: naming ``path`` when its protocol is missing or unknown.
+    """
     protocol = tested.get("protocol")
     if not isinstance(protocol, Mapping):
         raise ValueError(f"{path} has no 'protocol' object (found {protocol!r}); run `experiments eval` again.")
@@ -385,7 +392,7 @@ def seed_summary(
     variant: Any, paper: str, runs: Sequence[Mapping[str, Any]], shown: Sequence[str], runs_dir: Path, experiment: Any
 ) -> str:
     """The table line of the mean ± standard deviation over the seeds of ``runs`` (two or more)."""
-    tested = [_eval_record(_eval_path(record, runs_dir)) or {} for record in runs]
+    tested = [read_eval(eval_json_path(record, runs_dir)) or {} for record in runs]
     boundary = [next(iter(test["boundary_F"].values())) if test else None for test in tested]
     seeds = ", ".join(str(record["seed"]) for record in runs)
     first = runs[0]
@@ -433,10 +440,10 @@ def paper_table(experiment: Any, records: list[dict[str, Any]], runs_dir: str | 
                 lines.append(seed_summary(variant, paper, group, (first, second), runs_dir, experiment))
         for record in runs:
             metrics = record["metrics"]
-            path = _eval_path(record, runs_dir)
-            tested = _eval_record(path) or {}
+            path = eval_json_path(record, runs_dir)
+            tested = read_eval(path) or {}
             boundary = next(iter(tested["boundary_F"].values())) if tested else None
-            protocol = _test_protocol(tested, record, path) if tested else "—"
+            protocol = protocol_text(tested, record, path) if tested else "—"
             lines.append(
                 f"| {variant.name} | {paper} | {percent(metrics.get(f'val/{first}'))} "
                 f"| {percent(metrics.get(f'val/{second}'))} | {percent(tested.get('mIoU'))} "
@@ -444,7 +451,7 @@ def paper_table(experiment: Any, records: list[dict[str, Any]], runs_dir: str | 
                 f"| {recipe_changes(experiment, record)} | {record['hardware']['device']} "
                 f"| {fit_time(record)} |"
             )
-    if any(_eval_path(record, runs_dir).is_file() for record in records):
+    if any(eval_json_path(record, runs_dir).is_file() for record in records):
         lines += ["", TEST_PROTOCOL_NOTE]
     extra = [
         table

@@ -164,12 +164,12 @@ def test_compare_command_after_eval_of_two_smoke_runs(tmp_path, capsys):
     assert "has no variant 'no-such-row'" in capsys.readouterr().err
     assert main(["table", "danet.ablation", "--runs-dir", str(tmp_path), "--baseline", "FCN-R50"]) == 0
     table = capsys.readouterr().out
-    rows = [line for line in table.splitlines() if line.count("|") == 5]  # the baseline table: 4 columns
-    (danet,) = [line for line in rows if line.startswith("| DANet-R50 | ")]
-    difference = float(danet.split("|")[2].split("[")[0])
+    summary = table[table.index("\n| row |") :]  # the summary table, printed last
+    column = [cell.strip() for cell in summary.splitlines()[1].split("|")].index("Δ test mIoU vs FCN-R50 [95 % CI]")
+    (danet,) = [line for line in summary.splitlines() if line.startswith("| DANet-R50 | ")]
+    difference = float(danet.split("|")[column].split("[")[0])
     assert difference == pytest.approx(float(cells[4]), abs=0.006)  # the compare command's A − B
-    (pam,) = [line for line in rows if line.startswith("| PAM-R50 | —")]
-    assert "no finished run" in pam
+    assert danet.split("|")[column].strip().endswith("(seed 0)")
     (checkpoint,) = tmp_path.glob("danet.ablation/FCN-R50/*/checkpoints/last.ckpt")
     assert main(["eval", "--ckpt", str(checkpoint), "--device", "cpu", "--flip"]) == 0
     capsys.readouterr()

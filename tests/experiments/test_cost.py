@@ -38,3 +38,21 @@ def test_rates_and_a_table_without_costs():
     assert rate(64, 2.0) == 32.0
     assert rate(0, 2.0) is None and rate(10, 0.0) is None
     assert format_cost_table([{"variant": "a", "profile": "smoke", "seed": 0}]) == ""
+
+
+def test_a_cpu_peak_counts_from_its_reset_on_linux():
+    import numpy as np
+    import pytest
+
+    from experiments.cost import LINUX_CLEAR_REFS, peak_memory_mib, reset_peak_memory
+
+    if not LINUX_CLEAR_REFS.exists():
+        pytest.skip("the peak resident set is reset through Linux's /proc/self/clear_refs")
+    cpu = torch.device("cpu")
+    block = np.ones(256 * 2**20 // 8)  # 256 MiB, touched
+    before = peak_memory_mib(cpu)
+    del block
+    reset_peak_memory(cpu)
+    after = peak_memory_mib(cpu)
+    # The 256 MiB block was freed before the reset: the next run of --seeds does not inherit its peak.
+    assert before - after > 200

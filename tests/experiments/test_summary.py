@@ -105,7 +105,7 @@ def test_the_summary_gives_n_mean_sd_delta_and_cost_of_each_row(tmp_path):
     assert titles[8] == "Δ test mIoU vs FCN-R50 [95 % CI]"
     assert all(f"| {name} |" not in table for name in ("PAM-R50", "CAM-R50"))  # not run: left out
     danet_row, fcn_row = row(table, "DANet-R50"), row(table, "FCN-R50")
-    assert danet_row.pop(1) == "mIoU 76.34 (Table 1 [mem])"  # the paper's headline number of the row
+    assert danet_row.pop(1) == "76.34"  # the paper's headline number of the row (Table 1)
     fcn_row.pop(1)
     assert danet_row[1:3] == ["2", "0, 1"] and fcn_row[1:3] == ["1", "0"]
     assert danet_row[3] == f"{100 * statistics.fmean([0.40, 0.43]):.1f} ± {100 * statistics.stdev([0.40, 0.43]):.1f}"
@@ -176,3 +176,62 @@ def test_a_setting_no_line_has_is_neither_captioned_nor_a_column(tmp_path):
     table = summary_table(get_experiment("danet.ablation"), records, tmp_path)
     assert not [line for line in table.splitlines() if line.startswith(("- memory", "- evaluation size"))]
     assert header(table)[:4] == ["row", "paper", "n", "seeds"]
+
+
+def lines_by_row_and_settings(table):
+    titles = header(table)
+    lines = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| row |")]
+    cells = [dict(zip(titles, [cell.strip() for cell in line.split("|")[1:-1]], strict=True)) for line in lines]
+    return {(line["row"], line["settings"]): line for line in cells}
+
+
+DELTA = "Δ test mIoU vs FCN-R50 [95 % CI]"
+
+
+def test_each_line_is_compared_with_the_baseline_line_of_its_own_settings(tmp_path):
+    from experiments.compare import runs_of
+
+    fcn = write_run(tmp_path, "FCN-R50", 0, 0.41, 0.3, None)
+    write_run(tmp_path, "FCN-R50", 1, 0.42, 0.3, None)
+    danet = write_run(tmp_path, "DANet-R50", 0, 0.44, 0.1, None)
+    # The same seed with --set max_epochs=2: its own line, compared with FCN-R50's line of that setting only.
+    short = {"max_epochs": 2}
+    write_run(tmp_path, "DANet-R50", 0, 0.30, 0.2, None, overrides=short)
+    write_run(tmp_path, "FCN-R50", 0, 0.30, 0.2, None, overrides=short)
+    records, _ = load_records(tmp_path, "danet.ablation")
+    lines = lines_by_row_and_settings(summary_table(get_experiment("danet.ablation"), records, tmp_path, "FCN-R50"))
+    default = lines[("DANet-R50", "none: the profile's recipe")][DELTA]
+    assert float(default.split(" [")[0]) == pytest.approx(100 * (danet - fcn), abs=0.006)
+    assert "seed means" not in default  # one DANet seed: no seed interval
+    assert lines[("DANet-R50", "max_epochs=2")][DELTA] == "+0.00 [+0.00, +0.00] (seed 0)"  # the same statistics
+    assert lines[("FCN-R50", "max_epochs=2")][DELTA] == "baseline"
+    assert lines[("FCN-R50", "none: the profile's recipe")]["n"] == "2"
+    with pytest.raises(ValueError, match="has runs with other settings"):
+        runs_of(tmp_path, "danet.ablation", "DANet-R50", "test", "small")
+
+
+def test_a_delta_that_cannot_be_computed_says_why(tmp_path):
+    write_run(tmp_path, "FCN-R50", 0, 0.41, 0.3, None)
+    write_run(tmp_path, "DANet-R50", 0, 0.44, 0.1, None)
+    write_run(tmp_path, "DANet-R50", 1, 0.44, 0.1, None, overrides={"max_epochs": 2})
+    write_run(tmp_path, "FCN-R50", 0, 0.30, 0.2, None, overrides={"max_epochs": 2})
+    (flipped,) = tmp_path.glob("danet.ablation/FCN-R50/small-seed0-afcnr50/eval-test.json")
+    flipped.write_text(
+        json.dumps({**json.loads(flipped.read_text()), "protocol": {"mode": "multiscale", "flip": True}})
+    )
+    records, _ = load_records(tmp_path, "danet.ablation")
+    lines = lines_by_row_and_settings(summary_table(get_experiment("danet.ablation"), records, tmp_path, "FCN-R50"))
+    assert lines[("DANet-R50", "none: the profile's recipe")][DELTA] == (
+        "— (evaluated with another protocol than the baseline)"
+    )
+    assert lines[("DANet-R50", "max_epochs=2")][DELTA] == "— (no seed in common with the baseline)"
+    write_run(tmp_path, "CAM-R50", 0, 0.44, 0.1, None, overrides={"lr": 0.02})
+    records, _ = load_records(tmp_path, "danet.ablation")
+    lines = lines_by_row_and_settings(summary_table(get_experiment("danet.ablation"), records, tmp_path, "FCN-R50"))
+    assert lines[("CAM-R50", "lr=0.02")][DELTA] == "— (no baseline run with these settings)"
+
+
+def test_a_baseline_is_refused_for_an_experiment_scored_by_top1(tmp_path):
+    record = {"experiment": "tnet.megapixel_digits", "variant": "TNet", "metrics": {"val/top1": 0.4}}
+    with pytest.raises(ValueError, match="--baseline compares the test mIoU of segmentation runs"):
+        summary_table(get_experiment("tnet.megapixel_digits"), [record], tmp_path, baseline="TNet")
