@@ -141,7 +141,7 @@ def _line(
     settings = recipe_changes(experiment, runs[0])
     cells = {
         "row": variant.name,
-        "paper": ", ".join(f"{number.value:g}" for number in variant.paper if number.metric == headline) or "—",
+        "paper": ", ".join(f"{number.value}" for number in variant.paper if number.metric == headline) or "—",
         "profile": runs[0]["profile"],
         "data": str(runs[0]["recipe"].get("data", NOT_RECORDED)),
         "backbone": str(runs[0]["recipe"].get("backbone", NOT_RECORDED)),
