@@ -88,6 +88,24 @@ def _score_columns(kind: str) -> list[ScoreColumn]:
     ]
 
 
+def _crop_columns(records: Sequence[Record], runs_dir: Path) -> list[ScoreColumn]:
+    """A test-mIoU column per distance-based crop factor (px removed from top and bottom) that an ``eval`` of the
+    runs measured (``eval --crop-factors``), factor 0 (the whole image, the test mIoU column) left out."""
+    factors = {
+        factor
+        for record in records
+        for factor in (read_eval(eval_json_path(record, runs_dir)) or {}).get("crop_factor_mIoU", {})
+        if float(factor) != 0
+    }
+    return [
+        (
+            f"test mIoU, crop {factor} px",
+            lambda record, test, factor=factor: test.get("crop_factor_mIoU", {}).get(factor),
+        )
+        for factor in sorted(factors, key=float)
+    ]
+
+
 def _mean_cell(values: Sequence[float | None], digits: int) -> str:
     """The mean of the values present, ``(n = k)`` when some runs lack one, "—" when all do."""
     present = [value for value in values if value is not None]
@@ -220,7 +238,7 @@ def summary_table(experiment: Any, records: Sequence[Record], runs_dir: str | Pa
         raise ValueError(
             f"--baseline compares the test mIoU of segmentation runs; {experiment.name} is scored by {first}."
         )
-    scores = _score_columns(first)
+    scores = _score_columns(first) + _crop_columns(records, runs_dir)
     by_variant: dict[str, list[Record]] = {}
     for record in records:
         by_variant.setdefault(record["variant"], []).append(record)

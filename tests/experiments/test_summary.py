@@ -235,3 +235,18 @@ def test_a_baseline_is_refused_for_an_experiment_scored_by_top1(tmp_path):
     record = {"experiment": "tnet.megapixel_digits", "variant": "TNet", "metrics": {"val/top1": 0.4}}
     with pytest.raises(ValueError, match="--baseline compares the test mIoU of segmentation runs"):
         summary_table(get_experiment("tnet.megapixel_digits"), [record], tmp_path, baseline="TNet")
+
+
+def test_crop_factor_scores_get_a_column_each(tmp_path):
+    write_run(tmp_path, "FCN-R50", 0, 0.41, 0.3, None)
+    write_run(tmp_path, "DANet-R50", 0, 0.44, 0.1, None)
+    (tested,) = tmp_path.glob("danet.ablation/DANet-R50/*/eval-test.json")
+    crops = {"0": 0.5, "47": 0.4, "94": 0.25}  # eval --crop-factors 0 47 94
+    tested.write_text(json.dumps({**json.loads(tested.read_text()), "crop_factor_mIoU": crops}))
+    records, _ = load_records(tmp_path, "danet.ablation")
+    table = summary_table(get_experiment("danet.ablation"), records, tmp_path)
+    titles = header(table)
+    assert [title for title in titles if "crop" in title] == ["test mIoU, crop 47 px", "test mIoU, crop 94 px"]
+    danet = dict(zip(titles, row(table, "DANet-R50"), strict=True))
+    assert (danet["test mIoU, crop 47 px"], danet["test mIoU, crop 94 px"]) == ("40.0", "25.0")
+    assert dict(zip(titles, row(table, "FCN-R50"), strict=True))["test mIoU, crop 47 px"] == "—"
