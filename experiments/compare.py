@@ -176,7 +176,7 @@ def runs_of(runs_dir: Path, experiment: str, variant: str, split: str, profile: 
         ValueError: runs in several profiles and no ``profile`` given, or runs with other settings (``--set``
             overrides; their seeds would be compared as if they were one recipe), naming their run ids.
     """
-    from experiments.results import load_records
+    from experiments.results import load_records, recipe_digest
 
     records, _ = load_records(runs_dir, experiment)
     records = [record for record in records if record["variant"] == variant]
@@ -187,7 +187,7 @@ def runs_of(runs_dir: Path, experiment: str, variant: str, split: str, profile: 
     if not records:
         where = f" in profile {profile}" if profile else ""
         raise FileNotFoundError(f"no finished run of {experiment} / {variant}{where} under {runs_dir}.")
-    recipes = sorted({str(record["run_id"]).rsplit("-", 1)[-1] for record in records})
+    recipes = sorted({recipe_digest(record) for record in records})
     if len(recipes) > 1:
         raise ValueError(
             f"{variant!r} has runs with other settings ({', '.join(sorted(r['run_id'] for r in records))}): compare "
@@ -199,7 +199,9 @@ def runs_of(runs_dir: Path, experiment: str, variant: str, split: str, profile: 
 
 def evaluation_path(runs_dir: Path, record: Mapping[str, Any], split: str) -> Path:
     """The ``eval-<split>.npz`` of the run ``record`` in ``runs_dir``."""
-    return runs_dir / record["experiment"] / record["variant"] / record["run_id"] / f"eval-{split}.npz"
+    from experiments.results import evaluation_file
+
+    return evaluation_file(runs_dir, record, f"eval-{split}.npz")
 
 
 def evaluated_protocol(path: Path) -> dict[str, Any]:

@@ -274,9 +274,24 @@ def _paper_value(variant: Any, metric: str) -> float | None:
     return next((n.value for n in variant.paper if n.metric == metric), None)
 
 
+def evaluation_file(runs_dir: Path, record: Mapping[str, Any], name: str) -> Path:
+    """The file ``name`` (``eval-test.json``, ``eval-val.npz``) in the folder of the run ``record`` in ``runs_dir``."""
+    return runs_dir / record["experiment"] / record["variant"] / record["run_id"] / name
+
+
 def eval_json_path(record: Mapping[str, Any], runs_dir: Path) -> Path:
     """The ``eval-test.json`` of the run ``record`` in ``runs_dir`` (it may not exist)."""
-    return runs_dir / record["experiment"] / record["variant"] / record["run_id"] / "eval-test.json"
+    return evaluation_file(runs_dir, record, "eval-test.json")
+
+
+def first_boundary_f(tested: Mapping[str, Any]) -> float | None:
+    """The boundary F at the first (smallest) tolerance of an evaluation record, None without one."""
+    return next(iter(tested["boundary_F"].values())) if tested.get("boundary_F") else None
+
+
+def recipe_digest(record: Mapping[str, Any]) -> str:
+    """The hash of the run's recipe, the last part of its run id ``<profile>-seed<seed>-<hash>``."""
+    return str(record["run_id"]).rsplit("-", 1)[-1]
 
 
 def read_eval(path: Path) -> dict[str, Any] | None:
@@ -372,8 +387,7 @@ def seed_groups(records: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str, 
     in the order of their first run."""
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for record in records:
-        digest = str(record["run_id"]).rsplit("-", 1)[-1]  # <profile>-seed<seed>-<hash of the recipe>
-        groups.setdefault((record["profile"], digest), []).append(record)
+        groups.setdefault((record["profile"], recipe_digest(record)), []).append(record)
     return list(groups.values())
 
 
@@ -393,7 +407,7 @@ def seed_summary(
 ) -> str:
     """The table line of the mean ± standard deviation over the seeds of ``runs`` (two or more)."""
     tested = [read_eval(eval_json_path(record, runs_dir)) or {} for record in runs]
-    boundary = [next(iter(test["boundary_F"].values())) if test else None for test in tested]
+    boundary = [first_boundary_f(test) for test in tested]
     seeds = ", ".join(str(record["seed"]) for record in runs)
     first = runs[0]
     return (
@@ -442,7 +456,7 @@ def paper_table(experiment: Any, records: list[dict[str, Any]], runs_dir: str | 
             metrics = record["metrics"]
             path = eval_json_path(record, runs_dir)
             tested = read_eval(path) or {}
-            boundary = next(iter(tested["boundary_F"].values())) if tested else None
+            boundary = first_boundary_f(tested)
             protocol = protocol_text(tested, record, path) if tested else "—"
             lines.append(
                 f"| {variant.name} | {paper} | {percent(metrics.get(f'val/{first}'))} "

@@ -13,13 +13,14 @@ hardware it was measured with.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from experiments.results import (
     eval_json_path,
+    first_boundary_f,
     fit_time,
     mean_sd,
     protocol_text,
@@ -65,10 +66,6 @@ def hardware_label(record: Record) -> str:
     return f"{world} × {device}" if world > 1 else device
 
 
-def _first_boundary(test: Mapping[str, Any]) -> float | None:
-    return next(iter(test["boundary_F"].values())) if test.get("boundary_F") else None
-
-
 ScoreColumn = tuple[str, Callable[[Record, Mapping[str, Any]], "float | None"]]
 
 
@@ -84,19 +81,15 @@ def _score_columns(kind: str) -> list[ScoreColumn]:
         ("val mIoU", lambda record, test: record["metrics"].get("val/mIoU")),
         ("test mIoU", lambda record, test: test.get("mIoU")),
         ("test pixel acc", lambda record, test: test.get("pixel_acc")),
-        ("test boundary F", lambda record, test: _first_boundary(test)),
+        ("test boundary F", lambda record, test: first_boundary_f(test)),
     ]
 
 
-def _crop_columns(records: Sequence[Record], runs_dir: Path) -> list[ScoreColumn]:
-    """A test-mIoU column per distance-based crop factor (px removed from top and bottom) that an ``eval`` of the
-    runs measured (``eval --crop-factors``), factor 0 (the whole image, the test mIoU column) left out."""
-    factors = {
-        factor
-        for record in records
-        for factor in (read_eval(eval_json_path(record, runs_dir)) or {}).get("crop_factor_mIoU", {})
-        if float(factor) != 0
-    }
+def _crop_columns(evaluations: Iterable[Mapping[str, Any]]) -> list[ScoreColumn]:
+    """A test-mIoU column per distance-based crop factor (px removed from top and bottom) that one of the
+    ``evaluations`` (``eval-test.json`` records) measured (``eval --crop-factors``), factor 0 (the whole image, the
+    test mIoU column) left out."""
+    factors = {factor for test in evaluations for factor in test.get("crop_factor_mIoU", {}) if float(factor) != 0}
     return [
         (
             f"test mIoU, crop {factor} px",
@@ -148,12 +141,18 @@ def _joined(values: Sequence[str]) -> str:
 
 
 def _line(
-    experiment: Any, variant: Any, runs: Sequence[Record], runs_dir: Path, headline: str, scores: list[ScoreColumn]
+    experiment: Any,
+    variant: Any,
+    runs: Sequence[Record],
+    evaluations: Mapping[Path, Mapping[str, Any]],
+    runs_dir: Path,
+    headline: str,
+    scores: list[ScoreColumn],
 ) -> Line:
-    """The cells of ``variant``'s runs ``runs`` (one recipe, one or more seeds); ``headline`` is the metric whose
-    paper number the line shows."""
+    """The cells of ``variant``'s runs ``runs`` (one recipe, one or more seeds); ``evaluations`` holds each run's
+    ``eval-test.json`` record (empty when none) by path, ``headline`` the metric whose paper number the line shows."""
     paths = [eval_json_path(record, runs_dir) for record in runs]
-    tested = [read_eval(path) or {} for path in paths]
+    tested = [evaluations[path] for path in paths]
     costs = [record.get("run_cost") or {} for record in runs]
     evaluated = [(record, test, path) for record, test, path in zip(runs, tested, paths, strict=True) if test]
     settings = recipe_changes(experiment, runs[0])
@@ -238,12 +237,13 @@ def summary_table(experiment: Any, records: Sequence[Record], runs_dir: str | Pa
         raise ValueError(
             f"--baseline compares the test mIoU of segmentation runs; {experiment.name} is scored by {first}."
         )
-    scores = _score_columns(first) + _crop_columns(records, runs_dir)
+    evaluations = {path: read_eval(path) or {} for path in (eval_json_path(record, runs_dir) for record in records)}
+    scores = _score_columns(first) + _crop_columns(evaluations.values())
     by_variant: dict[str, list[Record]] = {}
     for record in records:
         by_variant.setdefault(record["variant"], []).append(record)
     lines = [
-        _line(experiment, variant, group, runs_dir, first, scores)
+        _line(experiment, variant, group, evaluations, runs_dir, first, scores)
         for variant in experiment.variants()
         for group in seed_groups(by_variant.get(variant.name, []))
     ]
